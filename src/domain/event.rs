@@ -1,0 +1,782 @@
+//! Events: the posted envelope (`NewEvent`), its typed `data` (`EventData`), its
+//! `Source`, and the stored form (`StoredEvent`) that the log keeps and serves.
+//!
+//! Parsing is strict: unknown members are refused, so a typo never silently
+//! drops data. Every refusal names the offending field.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::ids::Slug;
+use super::limits::*;
+use super::validation::{FieldError, Problem};
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "must be one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The v1 event types.
+    EventType {
+        LocationRegistered = "location_registered",
+        ActorRegistered = "actor_registered",
+        ControlEstablished = "control_established",
+        ForcesEntered = "forces_entered",
+        ForcesWithdrew = "forces_withdrew",
+        ClashesReported = "clashes_reported",
+        AttackRepelled = "attack_repelled",
+        FacilityClosed = "facility_closed",
+        FacilityReopened = "facility_reopened",
+        AirSupportProvided = "air_support_provided",
+        CasualtiesReported = "casualties_reported",
+        Report = "report",
+        EventRetracted = "event_retracted",
+    }
+);
+
+string_enum!(
+    LocationKind {
+        Governorate = "governorate",
+        City = "city",
+        District = "district",
+        Town = "town",
+        Village = "village",
+        Airport = "airport",
+        Airbase = "airbase",
+        MilitaryBase = "military_base",
+        BorderCrossing = "border_crossing",
+        Region = "region",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    ActorKind {
+        StateForces = "state_forces",
+        NonStateGroup = "non_state_group",
+        ForeignState = "foreign_state",
+        Coalition = "coalition",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    SourceKind {
+        Official = "official",
+        PartyStatement = "party_statement",
+        NewsAgency = "news_agency",
+        Witness = "witness",
+        Monitor = "monitor",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// Admiralty grading of the source's reliability.
+    Reliability { A = "A", B = "B", C = "C", D = "D", E = "E", F = "F" }
+);
+
+impl EventType {
+    pub fn is_registration(self) -> bool {
+        matches!(self, EventType::LocationRegistered | EventType::ActorRegistered)
+    }
+
+    /// Actor registrations live on actor streams; every other event on a location stream.
+    pub fn is_actor_stream(self) -> bool {
+        self == EventType::ActorRegistered
+    }
+}
+
+/// Who says so. A source with a `claimant` makes the event a claim by that party.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimant: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliability: Option<Reliability>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credibility: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationRegistered {
+    pub name: String,
+    pub kind: LocationKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorRegistered {
+    pub name: String,
+    pub kind: ActorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_of: Option<Slug>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorNamed {
+    pub actor: Slug,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForcesWithdrew {
+    pub actor: Slug,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClashesReported {
+    pub actors: Vec<Slug>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackRepelled {
+    pub defender: Slug,
+    pub attacker: Slug,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityChanged {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AirSupportProvided {
+    pub provider: Slug,
+    pub supported: Slug,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasualtiesReported {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wounded: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approximate: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRetracted {
+    pub event_id: Uuid,
+    pub reason: String,
+}
+
+/// The typed `data` of an event; the variant always matches the event's type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventData {
+    LocationRegistered(LocationRegistered),
+    ActorRegistered(ActorRegistered),
+    ControlEstablished(ActorNamed),
+    ForcesEntered(ActorNamed),
+    ForcesWithdrew(ForcesWithdrew),
+    ClashesReported(ClashesReported),
+    AttackRepelled(AttackRepelled),
+    FacilityClosed(FacilityChanged),
+    FacilityReopened(FacilityChanged),
+    AirSupportProvided(AirSupportProvided),
+    CasualtiesReported(CasualtiesReported),
+    Report(Report),
+    EventRetracted(EventRetracted),
+}
+
+/// Deserialize `value` as `T`, naming the failing member under `prefix`.
+fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        FieldError::new(field, e.into_inner().to_string())
+    })
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize) {
+    if text.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if text.chars().count() > max {
+        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+    }
+}
+
+impl EventData {
+    /// Parse and check `data` for an event of type `ty`.
+    pub fn parse(ty: EventType, value: &Value) -> Result<EventData, Vec<FieldError>> {
+        let f = "data";
+        let one = |e: FieldError| vec![e];
+        let data = match ty {
+            EventType::LocationRegistered => EventData::LocationRegistered(typed(value, f).map_err(one)?),
+            EventType::ActorRegistered => EventData::ActorRegistered(typed(value, f).map_err(one)?),
+            EventType::ControlEstablished => EventData::ControlEstablished(typed(value, f).map_err(one)?),
+            EventType::ForcesEntered => EventData::ForcesEntered(typed(value, f).map_err(one)?),
+            EventType::ForcesWithdrew => EventData::ForcesWithdrew(typed(value, f).map_err(one)?),
+            EventType::ClashesReported => EventData::ClashesReported(typed(value, f).map_err(one)?),
+            EventType::AttackRepelled => EventData::AttackRepelled(typed(value, f).map_err(one)?),
+            EventType::FacilityClosed => EventData::FacilityClosed(typed(value, f).map_err(one)?),
+            EventType::FacilityReopened => EventData::FacilityReopened(typed(value, f).map_err(one)?),
+            EventType::AirSupportProvided => EventData::AirSupportProvided(typed(value, f).map_err(one)?),
+            EventType::CasualtiesReported => EventData::CasualtiesReported(typed(value, f).map_err(one)?),
+            EventType::Report => EventData::Report(typed(value, f).map_err(one)?),
+            EventType::EventRetracted => EventData::EventRetracted(typed(value, f).map_err(one)?),
+        };
+        let errors = data.check();
+        if errors.is_empty() {
+            Ok(data)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks that need no state: lengths, ranges, distinctness.
+    fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        match self {
+            EventData::LocationRegistered(d) => {
+                check_text(&mut errors, "data.name", &d.name, MAX_NAME_CHARS);
+                match (d.lat, d.lon) {
+                    (Some(lat), Some(lon)) => {
+                        if !(-90.0..=90.0).contains(&lat) {
+                            errors.push(FieldError::new("data.lat", "must be between -90 and 90"));
+                        }
+                        if !(-180.0..=180.0).contains(&lon) {
+                            errors.push(FieldError::new("data.lon", "must be between -180 and 180"));
+                        }
+                    }
+                    (Some(_), None) => errors.push(FieldError::new("data.lon", "is required when lat is given")),
+                    (None, Some(_)) => errors.push(FieldError::new("data.lat", "is required when lon is given")),
+                    (None, None) => {}
+                }
+            }
+            EventData::ActorRegistered(d) => {
+                check_text(&mut errors, "data.name", &d.name, MAX_NAME_CHARS);
+                if let Some(aliases) = &d.aliases {
+                    if aliases.len() > MAX_ALIASES {
+                        errors.push(FieldError::new(
+                            "data.aliases",
+                            format!("must hold at most {MAX_ALIASES} aliases"),
+                        ));
+                    }
+                    for (i, alias) in aliases.iter().enumerate() {
+                        check_text(&mut errors, &format!("data.aliases[{i}]"), alias, MAX_NAME_CHARS);
+                    }
+                }
+            }
+            EventData::ClashesReported(d) => {
+                if d.actors.len() < 2 {
+                    errors.push(FieldError::new("data.actors", "must name at least 2 actors"));
+                } else if d.actors.len() > MAX_CLASH_ACTORS {
+                    errors.push(FieldError::new(
+                        "data.actors",
+                        format!("must name at most {MAX_CLASH_ACTORS} actors"),
+                    ));
+                }
+                for (i, a) in d.actors.iter().enumerate() {
+                    if d.actors[..i].contains(a) {
+                        errors.push(FieldError::new(
+                            format!("data.actors[{i}]"),
+                            format!("names '{a}' twice"),
+                        ));
+                    }
+                }
+            }
+            EventData::AttackRepelled(d) => {
+                if d.defender == d.attacker {
+                    errors.push(FieldError::new("data.attacker", "must differ from the defender"));
+                }
+            }
+            EventData::AirSupportProvided(d) => {
+                if d.provider == d.supported {
+                    errors.push(FieldError::new("data.supported", "must differ from the provider"));
+                }
+            }
+            EventData::FacilityClosed(d) | EventData::FacilityReopened(d) => {
+                if let Some(reason) = &d.reason {
+                    check_text(&mut errors, "data.reason", reason, MAX_REASON_CHARS);
+                }
+            }
+            EventData::Report(d) => check_text(&mut errors, "data.summary", &d.summary, MAX_SUMMARY_CHARS),
+            EventData::EventRetracted(d) => check_text(&mut errors, "data.reason", &d.reason, MAX_REASON_CHARS),
+            EventData::ControlEstablished(_)
+            | EventData::ForcesEntered(_)
+            | EventData::ForcesWithdrew(_)
+            | EventData::CasualtiesReported(_) => {}
+        }
+        errors
+    }
+
+    /// The data as stored: posted members only, in a fixed order.
+    pub fn to_value(&self) -> Value {
+        let v = match self {
+            EventData::LocationRegistered(d) => serde_json::to_value(d),
+            EventData::ActorRegistered(d) => serde_json::to_value(d),
+            EventData::ControlEstablished(d) | EventData::ForcesEntered(d) => serde_json::to_value(d),
+            EventData::ForcesWithdrew(d) => serde_json::to_value(d),
+            EventData::ClashesReported(d) => serde_json::to_value(d),
+            EventData::AttackRepelled(d) => serde_json::to_value(d),
+            EventData::FacilityClosed(d) | EventData::FacilityReopened(d) => serde_json::to_value(d),
+            EventData::AirSupportProvided(d) => serde_json::to_value(d),
+            EventData::CasualtiesReported(d) => serde_json::to_value(d),
+            EventData::Report(d) => serde_json::to_value(d),
+            EventData::EventRetracted(d) => serde_json::to_value(d),
+        };
+        v.expect("plain data structs always serialize")
+    }
+
+    /// Every actor this event's data names, with the field that names it.
+    pub fn named_actors(&self) -> Vec<(&'static str, &Slug)> {
+        match self {
+            EventData::ActorRegistered(d) => d.member_of.iter().map(|a| ("data.member_of", a)).collect(),
+            EventData::ControlEstablished(d) | EventData::ForcesEntered(d) => vec![("data.actor", &d.actor)],
+            EventData::ForcesWithdrew(d) => vec![("data.actor", &d.actor)],
+            EventData::ClashesReported(d) => d.actors.iter().map(|a| ("data.actors", a)).collect(),
+            EventData::AttackRepelled(d) => vec![("data.defender", &d.defender), ("data.attacker", &d.attacker)],
+            EventData::AirSupportProvided(d) => vec![("data.provider", &d.provider), ("data.supported", &d.supported)],
+            EventData::CasualtiesReported(d) => d.actor.iter().map(|a| ("data.actor", a)).collect(),
+            EventData::LocationRegistered(_)
+            | EventData::FacilityClosed(_)
+            | EventData::FacilityReopened(_)
+            | EventData::Report(_)
+            | EventData::EventRetracted(_) => Vec::new(),
+        }
+    }
+}
+
+/// Which stream an event belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StreamRef {
+    Location(Slug),
+    Actor(Slug),
+}
+
+impl StreamRef {
+    pub fn id(&self) -> &Slug {
+        match self {
+            StreamRef::Location(s) | StreamRef::Actor(s) => s,
+        }
+    }
+
+    /// The envelope member that names the stream.
+    pub fn member(&self) -> &'static str {
+        match self {
+            StreamRef::Location(_) => "location",
+            StreamRef::Actor(_) => "actor",
+        }
+    }
+}
+
+/// A posted event, checked for shape and normalised (id lowercase, `occurred_at` in UTC).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub id: Option<Uuid>,
+    pub event_type: EventType,
+    pub stream: StreamRef,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub source: Option<Source>,
+    pub expected_version: Option<u64>,
+    pub data: EventData,
+}
+
+const ENVELOPE_MEMBERS: &[&str] = &[
+    "id",
+    "type",
+    "location",
+    "actor",
+    "occurred_at",
+    "source",
+    "expected_version",
+    "data",
+];
+
+/// RFC 3339 in UTC, keeping sub-second digits only when there are some.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Parse an RFC 3339 timestamp (any offset) to UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))
+}
+
+impl NewEvent {
+    /// Parse one posted envelope. Collects every envelope-level error it can find.
+    pub fn from_json(value: &Value) -> Result<NewEvent, Problem> {
+        let Some(obj) = value.as_object() else {
+            return Err(Problem::invalid("", "an event must be a JSON object"));
+        };
+        let mut errors = Vec::new();
+        for key in obj.keys() {
+            if !ENVELOPE_MEMBERS.contains(&key.as_str()) {
+                errors.push(FieldError::new(key.clone(), "unknown member"));
+            }
+        }
+
+        let id = match obj.get("id") {
+            None => None,
+            Some(Value::String(s)) => match Uuid::parse_str(s) {
+                Ok(u) => Some(u),
+                Err(_) => {
+                    errors.push(FieldError::new("id", "must be a UUID"));
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(FieldError::new("id", "must be a UUID string"));
+                None
+            }
+        };
+
+        let event_type = match obj.get("type") {
+            None => {
+                errors.push(FieldError::new("type", "is required"));
+                None
+            }
+            Some(Value::String(s)) => match s.parse::<EventType>() {
+                Ok(t) => Some(t),
+                Err(m) => {
+                    errors.push(FieldError::new("type", m));
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(FieldError::new("type", "must be a string"));
+                None
+            }
+        };
+
+        let slug_member = |name: &str, errors: &mut Vec<FieldError>| -> Option<Slug> {
+            match obj.get(name) {
+                None => None,
+                Some(Value::String(s)) => match Slug::parse(s) {
+                    Ok(slug) => Some(slug),
+                    Err(m) => {
+                        errors.push(FieldError::new(name, m));
+                        None
+                    }
+                },
+                Some(_) => {
+                    errors.push(FieldError::new(name, "must be a string"));
+                    None
+                }
+            }
+        };
+        let location = slug_member("location", &mut errors);
+        let actor = slug_member("actor", &mut errors);
+
+        let occurred_at = match obj.get("occurred_at") {
+            None => None,
+            Some(Value::String(s)) => match parse_time(s) {
+                Ok(t) => Some(t),
+                Err(m) => {
+                    errors.push(FieldError::new("occurred_at", m));
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(FieldError::new("occurred_at", "must be an RFC 3339 date-time string"));
+                None
+            }
+        };
+
+        let source = match obj.get("source") {
+            None => None,
+            Some(v) => match typed::<Source>(v, "source") {
+                Ok(s) => {
+                    errors.extend(check_source(&s));
+                    Some(s)
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+        };
+
+        let expected_version = match obj.get("expected_version") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(n) => Some(n),
+                None => {
+                    errors.push(FieldError::new("expected_version", "must be a non-negative integer"));
+                    None
+                }
+            },
+        };
+
+        let data = match (event_type, obj.get("data")) {
+            (_, None) => {
+                errors.push(FieldError::new(
+                    "data",
+                    "is required (an object, {} when it has no members)",
+                ));
+                None
+            }
+            (_, Some(v)) if !v.is_object() => {
+                errors.push(FieldError::new("data", "must be a JSON object"));
+                None
+            }
+            (None, Some(_)) => None,
+            (Some(t), Some(v)) => match EventData::parse(t, v) {
+                Ok(d) => Some(d),
+                Err(es) => {
+                    errors.extend(es);
+                    None
+                }
+            },
+        };
+
+        let mut stream = None;
+        if let Some(t) = event_type {
+            let (wanted, other, wanted_value) = if t.is_actor_stream() {
+                ("actor", "location", actor)
+            } else {
+                ("location", "actor", location)
+            };
+            if obj.contains_key(other) {
+                errors.push(FieldError::new(
+                    other,
+                    format!("is not a member of {t} events (use '{wanted}')"),
+                ));
+            }
+            match wanted_value {
+                Some(s) => {
+                    stream = Some(if t.is_actor_stream() {
+                        StreamRef::Actor(s)
+                    } else {
+                        StreamRef::Location(s)
+                    })
+                }
+                None if !obj.contains_key(wanted) => errors.push(FieldError::new(wanted, "is required")),
+                None => {}
+            }
+            if !t.is_registration() {
+                if !obj.contains_key("occurred_at") {
+                    errors.push(FieldError::new("occurred_at", "is required"));
+                }
+                if !obj.contains_key("source") {
+                    errors.push(FieldError::new("source", "is required"));
+                }
+            }
+            if let (Some(EventData::LocationRegistered(d)), Some(StreamRef::Location(own))) = (&data, &stream) {
+                if d.parent.as_ref() == Some(own) {
+                    errors.push(FieldError::new("data.parent", "a location cannot be its own parent"));
+                }
+            }
+            if let (Some(EventData::ActorRegistered(d)), Some(StreamRef::Actor(own))) = (&data, &stream) {
+                if d.member_of.as_ref() == Some(own) {
+                    errors.push(FieldError::new(
+                        "data.member_of",
+                        "an actor cannot be a member of itself",
+                    ));
+                }
+            }
+        }
+
+        match (errors.is_empty(), event_type, stream, data) {
+            (true, Some(event_type), Some(stream), Some(data)) => Ok(NewEvent {
+                id,
+                event_type,
+                stream,
+                occurred_at,
+                source,
+                expected_version,
+                data,
+            }),
+            _ => Err(Problem::Validation(errors)),
+        }
+    }
+
+    /// The posted members as stored (everything but `expected_version`), with `id` fixed.
+    /// Its canonical JSON is what idempotent retries are compared by.
+    pub fn posted_members(&self, id: Uuid) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), Value::String(id.to_string()));
+        m.insert("type".into(), Value::String(self.event_type.as_str().into()));
+        m.insert(self.stream.member().into(), Value::String(self.stream.id().to_string()));
+        if let Some(t) = &self.occurred_at {
+            m.insert("occurred_at".into(), Value::String(format_time(t)));
+        }
+        if let Some(s) = &self.source {
+            m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
+        }
+        m.insert("data".into(), self.data.to_value());
+        m
+    }
+
+    /// Is this event a claim by a party (its source names a claimant)?
+    pub fn claimant(&self) -> Option<&Slug> {
+        self.source.as_ref().and_then(|s| s.claimant.as_ref())
+    }
+}
+
+fn check_source(s: &Source) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS);
+    if let Some(url) = &s.url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > MAX_URL_CHARS {
+            errors.push(FieldError::new(
+                "source.url",
+                format!("must be an http(s) URL of at most {MAX_URL_CHARS} characters"),
+            ));
+        }
+    }
+    if let Some(c) = s.credibility {
+        if !(1..=6).contains(&c) {
+            errors.push(FieldError::new("source.credibility", "must be an integer from 1 to 6"));
+        }
+    }
+    errors
+}
+
+/// An event as the log keeps it and every read returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    pub recorded_at: String,
+    pub recorded_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    pub data: Value,
+    pub version: u64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// The stream this event belongs to.
+    pub fn stream(&self) -> Option<StreamRef> {
+        match (&self.location, &self.actor) {
+            (Some(l), None) => Some(StreamRef::Location(l.clone())),
+            (None, Some(a)) => Some(StreamRef::Actor(a.clone())),
+            _ => None,
+        }
+    }
+
+    /// Re-read the stored event as the posted envelope it came from, re-running
+    /// every shape check. Used when rebuilding and importing, so a stored event
+    /// is held to the same rules as a posted one.
+    pub fn to_new_event(&self) -> Result<NewEvent, Problem> {
+        let mut m = Map::new();
+        m.insert("id".into(), Value::String(self.id.to_string()));
+        m.insert("type".into(), Value::String(self.event_type.as_str().into()));
+        if let Some(l) = &self.location {
+            m.insert("location".into(), Value::String(l.to_string()));
+        }
+        if let Some(a) = &self.actor {
+            m.insert("actor".into(), Value::String(a.to_string()));
+        }
+        if let Some(t) = &self.occurred_at {
+            m.insert("occurred_at".into(), Value::String(t.clone()));
+        }
+        if let Some(s) = &self.source {
+            m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
+        }
+        m.insert("data".into(), self.data.clone());
+        NewEvent::from_json(&Value::Object(m))
+    }
+
+    /// The receipt an append answers with.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            id: self.id,
+            seq: self.seq,
+            version: self.version,
+            recorded_at: self.recorded_at.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// What an append answers: where the event landed in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub seq: u64,
+    pub version: u64,
+    pub recorded_at: String,
+    pub hash: String,
+}

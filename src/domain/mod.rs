@@ -1,0 +1,19 @@
+//! The domain: what an event is, what makes it valid, and how a location's
+//! history folds into its control status.
+//!
+//! Pure and synchronous: no IO, no clocks, no sled, no actix. Everything here
+//! can be tested with plain values (see the given/when/then tests in each
+//! module). The store and the projection call into this layer; it calls
+//! nothing above it.
+
+pub mod event;
+pub mod fold;
+pub mod ids;
+pub mod integrity;
+pub mod limits;
+pub mod rules;
+pub mod validation;
+
+pub use event::{EventData, EventType, NewEvent, Source, StoredEvent};
+pub use ids::Slug;
+pub use validation::{FieldError, Problem};

@@ -1,0 +1,30 @@
+//! sitrep: an event-sourced situation tracker.
+//!
+//! Every development in a conflict is appended as an immutable, sourced event
+//! to a hash-chained log kept in sled; projections fold the log into the
+//! current control status of every location.
+//!
+//! A tour of the layout, from the bottom up (imports only point down):
+//!
+//! - [`domain`]: pure and synchronous. Event types, parsing and validation with
+//!   field-level errors, the rules that need the log's state (seen through a
+//!   trait), the control fold, the hash chain and the Merkle tree head.
+//! - [`store`]: the only code that imports sled. Atomic, fsynced appends; reads
+//!   that re-check every hash.
+//! - [`projection`]: read models rebuilt from the log; bitemporal queries.
+//! - [`ledger`]: the single writer (group commit) in front of the store and the
+//!   projection.
+//! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
+//! - [`api`]: the only code that imports actix: routes and problem+json.
+//! - [`startup`], [`cli`], [`telemetry`]: wiring.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod demo;
+pub mod domain;
+pub mod ledger;
+pub mod projection;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
