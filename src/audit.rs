@@ -1,0 +1,145 @@
+//! Audit answers shared by the HTTP API and the command line: the head (seq,
+//! hash, Merkle root) and a full re-check of the stored chain.
+
+use serde::Serialize;
+
+use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
+use crate::projection::Projection;
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HeadView {
+    pub seq: u64,
+    pub hash: String,
+    pub root: String,
+}
+
+pub fn head_of(p: &Projection) -> HeadView {
+    HeadView {
+        seq: p.head_seq(),
+        hash: p.head_hash().to_owned(),
+        root: hex::encode(p.merkle_root()),
+    }
+}
+
+/// The outcome of re-checking the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum VerifyReport {
+    Ok {
+        ok: bool,
+        checked: u64,
+        head: HeadView,
+    },
+    Bad {
+        ok: bool,
+        checked: u64,
+        first_bad_seq: u64,
+        reason: String,
+    },
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, VerifyReport::Ok { .. })
+    }
+}
+
+/// A tree head an auditor saved earlier: the log must still extend it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub size: u64,
+    pub root: [u8; 32],
+}
+
+impl std::str::FromStr for Expectation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (size, root) = s.split_once(':').ok_or("expected SEQ:ROOT, e.g. 32:9f86d0…")?;
+        let size = size.parse::<u64>().map_err(|_| format!("'{size}' is not a seq"))?;
+        let mut r = [0u8; 32];
+        hex::decode_to_slice(root, &mut r).map_err(|_| format!("'{root}' is not 64 hex digits"))?;
+        Ok(Expectation { size, root: r })
+    }
+}
+
+/// Re-check events 1..=upto: seqs gapless, every hash recomputed, every link,
+/// and (with `expect`) that the Merkle root at the saved size is the saved root.
+pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> VerifyReport {
+    let mut checked = 0u64;
+    let mut last_hash = GENESIS_HASH.to_owned();
+    let mut tree = MerkleFrontier::default();
+    let bad = |checked, seq, reason: String| VerifyReport::Bad {
+        ok: false,
+        checked,
+        first_bad_seq: seq,
+        reason,
+    };
+    if let Some(e) = expect {
+        if e.size > upto {
+            return bad(
+                0,
+                upto + 1,
+                format!("the saved tree has {} events but the log holds only {upto}", e.size),
+            );
+        }
+    }
+    for item in store.scan(1).linked_to(GENESIS_HASH.to_owned()) {
+        if checked == upto {
+            break;
+        }
+        let event = match item {
+            Ok(e) => e,
+            Err(StoreError::Corrupt { seq, reason }) => return bad(checked, seq, reason),
+            Err(e) => return bad(checked, checked + 1, e.to_string()),
+        };
+        let mut leaf = [0u8; 32];
+        if hex::decode_to_slice(&event.hash, &mut leaf).is_err() {
+            return bad(checked, event.seq, "hash is not 64 hex digits".into());
+        }
+        tree.push(&leaf);
+        checked += 1;
+        last_hash = event.hash;
+        if let Some(e) = expect {
+            if tree.size() == e.size && tree.root() != e.root {
+                return bad(
+                    checked,
+                    e.size,
+                    format!(
+                        "the Merkle root at size {} is {}, not the saved {}: the first {} events were rewritten",
+                        e.size,
+                        hex::encode(tree.root()),
+                        hex::encode(e.root),
+                        e.size
+                    ),
+                );
+            }
+        }
+    }
+    if checked < upto {
+        return bad(checked, checked + 1, format!("seq {} is missing", checked + 1));
+    }
+    if let Some(e) = expect {
+        if e.size == 0 && e.root != tree_root_empty() {
+            return bad(0, 0, "the saved root of the empty tree is wrong".into());
+        }
+    }
+    VerifyReport::Ok {
+        ok: true,
+        checked,
+        head: HeadView {
+            seq: checked,
+            hash: last_hash,
+            root: hex::encode(tree.root()),
+        },
+    }
+}
+
+fn tree_root_empty() -> [u8; 32] {
+    MerkleFrontier::default().root()
+}
+
+/// `verify_chain` up to `upto` without an expectation.
+pub fn verify_store(store: &Store, upto: u64) -> VerifyReport {
+    verify_chain(store, upto, None)
+}

@@ -1,0 +1,652 @@
+//! The ledger: the single writer that owns appends, and the reader's way in.
+//!
+//! Appends from every request go through one bounded queue to one thread. The
+//! thread takes whatever has queued up (a *group*), checks each request against
+//! the projection plus what the group has staged so far, assigns gapless seqs
+//! and versions, chains the hashes, writes the whole group with one atomic sled
+//! batch, flushes and fsyncs once, advances the projection, and only then
+//! answers every request of the group. Group commit needs no timer: while one
+//! group syncs, the next one queues, so the batch grows with the load and a lone
+//! client never waits for a window.
+//!
+//! Readers take the projection's read lock; the writer takes the write lock only
+//! to apply a group that is already durable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::event::{NewEvent, Receipt, StoredEvent, StreamRef};
+use crate::domain::integrity::{canonical_digest, check_link, event_hash, GENESIS_HASH};
+use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
+use crate::domain::rules::{self, Catalog, KnownEvent};
+use crate::domain::{Problem, Slug};
+use crate::projection::Projection;
+use crate::store::{Staged, Store, StoreError};
+
+/// Requests waiting for the writer; beyond this, appends wait to enqueue.
+const QUEUE_JOBS: usize = 1024;
+/// Most events the writer puts in one group (one sled batch, one fsync).
+const MAX_GROUP_EVENTS: usize = 8 * MAX_BATCH_EVENTS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the log breaks a rule at seq {seq}: {reason}")]
+    Invalid { seq: u64, reason: String },
+    #[error("{0}")]
+    Import(String),
+}
+
+/// How an append went.
+#[derive(Debug)]
+pub enum Appended {
+    /// New events, now durable (HTTP 201).
+    Created(Vec<Receipt>),
+    /// Every event was already in the log with the same content (HTTP 200).
+    Retried(Vec<Receipt>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Rejected(#[from] Problem),
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+enum Job {
+    Append {
+        events: Vec<NewEvent>,
+        /// Posted as an array: answers and field paths are per item.
+        batch: bool,
+        principal: String,
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+    },
+    Stop,
+}
+
+pub struct Ledger {
+    store: Arc<Store>,
+    projection: Arc<RwLock<Projection>>,
+    tx: mpsc::Sender<Job>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Open the store in `dir`, rebuild the projection from the log (checking the
+    /// chain and every rule again), and start the writer.
+    pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        let store = Arc::new(Store::open(dir)?);
+        let projection = rebuild(&store)?;
+        let projection = Arc::new(RwLock::new(projection));
+        let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let writer = {
+            let store = store.clone();
+            let projection = projection.clone();
+            std::thread::Builder::new()
+                .name("sitrep-writer".into())
+                .spawn(move || Writer::new(store, projection).run(rx))
+                .map_err(StoreError::Io)?
+        };
+        Ok(Ledger {
+            store,
+            projection,
+            tx,
+            writer: std::sync::Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The read models. Hold the guard briefly: the writer waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Projection> {
+        self.projection.read().expect("projection lock poisoned")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Append events (one, or an atomic batch) as `principal`.
+    pub async fn append(&self, events: Vec<NewEvent>, batch: bool, principal: String) -> Result<Appended, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job::Append {
+                events,
+                batch,
+                principal,
+                reply,
+            })
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// `append` for callers outside an async runtime.
+    pub fn append_blocking(
+        &self,
+        events: Vec<NewEvent>,
+        batch: bool,
+        principal: String,
+    ) -> Result<Appended, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .blocking_send(Job::Append {
+                events,
+                batch,
+                principal,
+                reply,
+            })
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Finish every queued append, then stop the writer. Later appends answer
+    /// `Unavailable`.
+    pub fn close(&self) {
+        let handle = self.writer.lock().expect("writer lock").take();
+        if let Some(handle) = handle {
+            // The writer answers everything queued before Stop, then exits. No
+            // blocking send: close may run on an async runtime's thread.
+            while let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Job::Stop) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let _ = handle.join();
+        }
+    }
+
+    /// Restore an export into an empty store, exactly: same seqs, times,
+    /// principals and hashes. Checks the chain and every rule as it goes and
+    /// writes nothing past the first bad event.
+    pub fn import(dir: &Path, events: impl Iterator<Item = Result<StoredEvent, String>>) -> Result<u64, LedgerError> {
+        let store = Store::open(dir)?;
+        if store.head().seq != 0 {
+            return Err(LedgerError::Import(format!(
+                "the store in {} is not empty (head seq {})",
+                dir.display(),
+                store.head().seq
+            )));
+        }
+        let mut projection = Projection::default();
+        let mut chunk: Vec<Staged> = Vec::new();
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut count = 0;
+        for (n, item) in events.enumerate() {
+            let event = item.map_err(|e| LedgerError::Import(format!("line {}: {e}", n + 1)))?;
+            let seq = n as u64 + 1;
+            check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
+            let parsed = check_and_apply(&mut projection, &event)?;
+            prev = event.hash.clone();
+            let bytes = serde_json::to_vec(&event).expect("stored events serialize");
+            let digest = canonical_digest(&serde_json::Value::Object(parsed.posted_members(event.id)));
+            chunk.push(Staged { event, bytes, digest });
+            count += 1;
+            if chunk.len() >= MAX_BATCH_EVENTS {
+                store.append(&chunk)?;
+                chunk.clear();
+            }
+        }
+        store.append(&chunk)?;
+        Ok(count)
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Re-parse a stored event, hold it to the domain rules, and apply it.
+fn check_and_apply(projection: &mut Projection, event: &StoredEvent) -> Result<NewEvent, LedgerError> {
+    let invalid = |reason: String| LedgerError::Invalid { seq: event.seq, reason };
+    let parsed = event
+        .to_new_event()
+        .map_err(|p| invalid(format!("{p}: {:?}", p.field_errors())))?;
+    if parsed.stream != event.stream().ok_or_else(|| invalid("names no stream".into()))? {
+        return Err(invalid("stream mismatch".into()));
+    }
+    rules::check(&parsed, &*projection).map_err(|p| invalid(p.to_string()))?;
+    let version = projection.stream_version(&parsed.stream) + 1;
+    if event.version != version {
+        return Err(invalid(format!(
+            "version {} where the stream is at {}",
+            event.version,
+            version - 1
+        )));
+    }
+    projection.apply(event, &parsed).map_err(|e| invalid(e.reason))?;
+    Ok(parsed)
+}
+
+/// Fold the whole log into a fresh projection, checking the chain and the rules.
+pub fn rebuild(store: &Store) -> Result<Projection, LedgerError> {
+    let mut projection = Projection::default();
+    for item in store.scan(1).linked_to(GENESIS_HASH.to_owned()) {
+        let event = item?;
+        check_and_apply(&mut projection, &event)?;
+    }
+    let head = store.head();
+    if head.seq != projection.head_seq() || head.hash != projection.head_hash() {
+        return Err(LedgerError::Invalid {
+            seq: head.seq,
+            reason: format!(
+                "the stored head (seq {}) does not match the last event (seq {})",
+                head.seq,
+                projection.head_seq()
+            ),
+        });
+    }
+    Ok(projection)
+}
+
+/// What a group has staged but not yet written, layered over the projection.
+#[derive(Default)]
+struct Overlay {
+    versions: HashMap<StreamRef, u64>,
+    events: HashMap<Uuid, PendingEvent>,
+    retracted: HashSet<Uuid>,
+}
+
+#[derive(Clone)]
+struct PendingEvent {
+    known: KnownEvent,
+    digest: [u8; 32],
+    receipt: Receipt,
+}
+
+impl Overlay {
+    fn absorb(&mut self, other: Overlay) {
+        self.versions.extend(other.versions);
+        self.events.extend(other.events);
+        self.retracted.extend(other.retracted);
+    }
+}
+
+/// The projection as seen through the group's and the request's overlays.
+struct Layered<'a> {
+    base: &'a Projection,
+    group: &'a Overlay,
+    request: &'a Overlay,
+}
+
+impl Layered<'_> {
+    fn layers(&self) -> [&Overlay; 2] {
+        [self.request, self.group]
+    }
+
+    fn retracted(&self, id: &Uuid) -> bool {
+        self.layers().iter().any(|l| l.retracted.contains(id))
+    }
+
+    fn pending(&self, id: &Uuid) -> Option<&PendingEvent> {
+        self.layers().into_iter().find_map(|l| l.events.get(id))
+    }
+}
+
+impl Catalog for Layered<'_> {
+    fn location_registered(&self, id: &Slug) -> bool {
+        let s = StreamRef::Location(id.clone());
+        self.layers().iter().any(|l| l.versions.contains_key(&s)) || self.base.location_registered(id)
+    }
+
+    fn actor_registered(&self, id: &Slug) -> bool {
+        let s = StreamRef::Actor(id.clone());
+        self.layers().iter().any(|l| l.versions.contains_key(&s)) || self.base.actor_registered(id)
+    }
+
+    fn stream_version(&self, stream: &StreamRef) -> u64 {
+        self.layers()
+            .iter()
+            .find_map(|l| l.versions.get(stream).copied())
+            .unwrap_or_else(|| self.base.stream_version(stream))
+    }
+
+    fn known_event(&self, id: &Uuid) -> Option<KnownEvent> {
+        let mut known = match self.pending(id) {
+            Some(p) => p.known.clone(),
+            None => self.base.known_event(id)?,
+        };
+        known.retracted |= self.retracted(id);
+        Some(known)
+    }
+}
+
+/// One append request inside a group.
+struct Request {
+    events: Vec<NewEvent>,
+    batch: bool,
+    principal: String,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// What the writer decided for one request of a group.
+enum Plan {
+    Answered(Result<Appended, AppendError>),
+    /// A retry answered from events staged earlier in this group: valid only if
+    /// the group's write succeeds.
+    RetryOfPending(Vec<Receipt>),
+    /// New events, staged at `range` of the group's batch.
+    Created(std::ops::Range<usize>),
+}
+
+struct Writer {
+    store: Arc<Store>,
+    projection: Arc<RwLock<Projection>>,
+    last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Writer {
+    fn new(store: Arc<Store>, projection: Arc<RwLock<Projection>>) -> Writer {
+        let last_recorded_at = projection
+            .read()
+            .expect("projection lock")
+            .last_recorded_at()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Writer {
+            store,
+            projection,
+            last_recorded_at,
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut group = Vec::new();
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Stop => {
+                        stopping = true;
+                        break;
+                    }
+                    Job::Append {
+                        events: evs,
+                        batch,
+                        principal,
+                        reply,
+                    } => {
+                        events += evs.len();
+                        group.push(Request {
+                            events: evs,
+                            batch,
+                            principal,
+                            reply,
+                        });
+                    }
+                }
+                if events < MAX_GROUP_EVENTS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+        }
+        // Answer anything that raced with Stop.
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            if let Job::Append { reply, .. } = job {
+                let _ = reply.send(Err(AppendError::Unavailable("the server is shutting down".into())));
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut parsed: Vec<NewEvent> = Vec::new();
+        let mut plans = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        {
+            let base = self.projection.read().expect("projection lock");
+            let mut overlay = Overlay::default();
+            let mut head_seq = base.head_seq();
+            let mut head_hash = base.head_hash().to_owned();
+            for Request {
+                events,
+                batch,
+                principal,
+                reply,
+            } in group
+            {
+                replies.push(reply);
+                let start = staged.len();
+                let mut request = Overlay::default();
+                let view_base: &Projection = &base;
+                let plan = self.plan(
+                    view_base,
+                    &overlay,
+                    &mut request,
+                    &events,
+                    batch,
+                    &principal,
+                    &mut staged,
+                    &mut head_seq,
+                    &mut head_hash,
+                );
+                match &plan {
+                    Plan::Created(_) => {
+                        overlay.absorb(request);
+                        parsed.extend(events);
+                    }
+                    _ => {
+                        // Undo whatever this request staged before it failed.
+                        staged.truncate(start);
+                        if let Some(last) = staged.last() {
+                            head_seq = last.event.seq;
+                            head_hash = last.event.hash.clone();
+                        } else {
+                            head_seq = base.head_seq();
+                            head_hash = base.head_hash().to_owned();
+                        }
+                    }
+                }
+                plans.push(plan);
+            }
+        }
+
+        let written = if staged.is_empty() {
+            Ok(())
+        } else {
+            self.store.append(&staged).map(|_| ())
+        };
+        match &written {
+            Ok(()) => {
+                let mut projection = self.projection.write().expect("projection lock");
+                for (s, p) in staged.iter().zip(&parsed) {
+                    if let Err(e) = projection.apply(&s.event, p) {
+                        // The writer checked every rule before writing; a refusal here
+                        // means the projection and the log disagree.
+                        panic!("durable event refused by the projection: {e}");
+                    }
+                }
+                if let Some(last) = staged.last() {
+                    self.last_recorded_at = DateTime::parse_from_rfc3339(&last.event.recorded_at)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, events = staged.len(), "append failed; nothing acknowledged"),
+        }
+
+        for (plan, reply) in plans.into_iter().zip(replies) {
+            let answer = match (plan, &written) {
+                (Plan::Answered(a), _) => a,
+                (Plan::RetryOfPending(r), Ok(())) => Ok(Appended::Retried(r)),
+                (Plan::Created(range), Ok(())) => Ok(Appended::Created(
+                    staged[range].iter().map(|s| s.event.receipt()).collect(),
+                )),
+                (_, Err(e)) => Err(AppendError::Unavailable(e.to_string())),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Decide one request: retry, refusal, or new events staged onto `staged`.
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        base: &Projection,
+        group: &Overlay,
+        request: &mut Overlay,
+        events: &[NewEvent],
+        batch: bool,
+        principal: &str,
+        staged: &mut Vec<Staged>,
+        head_seq: &mut u64,
+        head_hash: &mut String,
+    ) -> Plan {
+        let in_item = |p: Problem, i: usize| if batch { p.in_batch_item(i) } else { p };
+        let refuse = |p: Problem| Plan::Answered(Err(AppendError::Rejected(p)));
+
+        // 1. Idempotency first, so a retry gets its receipt, never a conflict.
+        let mut seen = HashSet::new();
+        let mut retries = Vec::new();
+        let mut pending_retry = false;
+        let mut new_count = 0;
+        for (i, e) in events.iter().enumerate() {
+            let Some(id) = e.id else {
+                new_count += 1;
+                continue;
+            };
+            if !seen.insert(id) {
+                return refuse(in_item(
+                    Problem::invalid("id", format!("{id} appears twice in the batch")),
+                    i,
+                ));
+            }
+            let digest = canonical_digest(&serde_json::Value::Object(e.posted_members(id)));
+            let view = Layered { base, group, request };
+            let known = if let Some(p) = view.pending(&id) {
+                pending_retry = true;
+                Some((p.digest, p.receipt.clone()))
+            } else if base.seq_of(&id).is_some() {
+                match self.committed(&id) {
+                    Ok(k) => k,
+                    Err(e) => return Plan::Answered(Err(AppendError::Unavailable(e.to_string()))),
+                }
+            } else {
+                None
+            };
+            match known {
+                None => new_count += 1,
+                Some((d, receipt)) if d == digest => retries.push(receipt),
+                Some(_) => return refuse(in_item(Problem::IdConflict { field: "id".into(), id }, i)),
+            }
+        }
+        if !retries.is_empty() {
+            if new_count > 0 {
+                let field = if batch { "[]" } else { "id" };
+                return refuse(Problem::IdConflict {
+                    field: field.into(),
+                    id: retries[0].id,
+                });
+            }
+            return if pending_retry {
+                Plan::RetryOfPending(retries)
+            } else {
+                Plan::Answered(Ok(Appended::Retried(retries)))
+            };
+        }
+
+        // 2. New events: rules, then seq, version, time and hash.
+        let start = staged.len();
+        let now = Utc::now();
+        let recorded = match self.last_recorded_at {
+            // recorded_at never goes back, even if the clock does.
+            Some(last) if last > now => last,
+            _ => now,
+        };
+        let recorded_at = recorded.to_rfc3339_opts(SecondsFormat::Micros, true);
+        for (i, e) in events.iter().enumerate() {
+            let view = Layered { base, group, request };
+            if let Err(p) = rules::check(e, &view) {
+                return refuse(in_item(p, i));
+            }
+            let version = view.stream_version(&e.stream) + 1;
+            let id = e.id.unwrap_or_else(Uuid::now_v7);
+            let posted = e.posted_members(id);
+            let digest = canonical_digest(&serde_json::Value::Object(posted));
+            let mut event = StoredEvent {
+                seq: *head_seq + 1,
+                id,
+                event_type: e.event_type,
+                location: match &e.stream {
+                    StreamRef::Location(l) => Some(l.clone()),
+                    StreamRef::Actor(_) => None,
+                },
+                actor: match &e.stream {
+                    StreamRef::Actor(a) => Some(a.clone()),
+                    StreamRef::Location(_) => None,
+                },
+                occurred_at: e.occurred_at.as_ref().map(crate::domain::event::format_time),
+                recorded_at: recorded_at.clone(),
+                recorded_by: principal.to_owned(),
+                source: e.source.clone(),
+                data: e.data.to_value(),
+                version,
+                prev_hash: head_hash.clone(),
+                hash: String::new(),
+            };
+            event.hash = event_hash(&event);
+            let bytes = serde_json::to_vec(&event).expect("stored events serialize");
+            if bytes.len() > MAX_EVENT_BYTES {
+                return refuse(in_item(
+                    Problem::invalid(
+                        "",
+                        format!(
+                            "the stored event would be {} bytes; the limit is {MAX_EVENT_BYTES}",
+                            bytes.len()
+                        ),
+                    ),
+                    i,
+                ));
+            }
+            *head_seq = event.seq;
+            *head_hash = event.hash.clone();
+            request.versions.insert(e.stream.clone(), version);
+            if let crate::domain::EventData::EventRetracted(r) = &e.data {
+                request.retracted.insert(r.event_id);
+            }
+            request.events.insert(
+                id,
+                PendingEvent {
+                    known: KnownEvent {
+                        event_type: e.event_type,
+                        location: event.location.clone(),
+                        retracted: false,
+                    },
+                    digest,
+                    receipt: event.receipt(),
+                },
+            );
+            staged.push(Staged { event, bytes, digest });
+        }
+        Plan::Created(start..staged.len())
+    }
+
+    /// The digest and original receipt of a committed event.
+    fn committed(&self, id: &Uuid) -> Result<Option<([u8; 32], Receipt)>, StoreError> {
+        let Some(rec) = self.store.id_record(id)? else {
+            return Ok(None);
+        };
+        let event = self.store.get(rec.seq)?.ok_or_else(|| StoreError::Corrupt {
+            seq: rec.seq,
+            reason: format!("event {id} is indexed but missing"),
+        })?;
+        Ok(Some((rec.digest, event.receipt())))
+    }
+}

@@ -1,0 +1,472 @@
+//! Read models folded from the log: every location's history and live status,
+//! every actor's `controls` and `present_in`, and the index of event ids that
+//! the domain rules consult. Kept in memory, rebuilt from the log at start-up,
+//! and advanced by the ledger after each durable append.
+//!
+//! Bitemporal queries (`as_of`, `at_seq`) fold one location's history only, so
+//! their cost grows with that location's history, not with the log.
+//!
+//! This module must not touch sled or HTTP: it is fed stored events and answers
+//! queries.
+
+pub mod view;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::event::{ActorKind, EventData, LocationKind, NewEvent, StoredEvent, StreamRef};
+use crate::domain::fold::{fold, Control, Development, Effect, Status};
+use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
+use crate::domain::rules::{Catalog, KnownEvent};
+use crate::domain::{EventType, Slug};
+
+pub use view::{ActorView, CasualtiesView, ControlView, LocationView, SubdivisionsView};
+
+/// Index of an actor in `Projection::actors`.
+pub type ActorIx = u32;
+/// Index of a location in `Projection::locations`.
+pub type LocationIx = u32;
+
+/// A point in both times: what the log said at `at_seq` about the world at `as_of`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Point {
+    pub as_of: Option<DateTime<Utc>>,
+    pub at_seq: Option<u64>,
+}
+
+impl Point {
+    pub fn is_live(&self) -> bool {
+        self.as_of.is_none() && self.at_seq.is_none()
+    }
+
+    fn sees_seq(&self, seq: u64) -> bool {
+        self.at_seq.is_none_or(|s| seq <= s)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    dev: Development<ActorIx>,
+    /// Seq of the retraction of this development, if any.
+    retracted_at: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LocationState {
+    pub id: Slug,
+    pub name: String,
+    pub kind: LocationKind,
+    pub parent: Option<LocationIx>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// Seqs of the stream's events (registration first), ascending.
+    seqs: Vec<u64>,
+    children: Vec<LocationIx>,
+    /// Developments sorted by `(occurred_at, seq)`.
+    history: Vec<Entry>,
+    /// `(occurred_at, seq)` of the stream's retractions, which are not developments.
+    retractions: Vec<(DateTime<Utc>, u64)>,
+    live: Status<ActorIx>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ActorState {
+    pub id: Slug,
+    pub name: String,
+    pub kind: ActorKind,
+    pub aliases: Vec<String>,
+    pub member_of: Option<ActorIx>,
+    seqs: Vec<u64>,
+    /// Seqs of the events that name this actor: its registration and any data member.
+    mentions: Vec<u64>,
+    controls: BTreeSet<LocationIx>,
+    present_in: BTreeSet<LocationIx>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct EventEntry {
+    seq: u64,
+    event_type: EventType,
+    /// The location stream, or `None` for actor registrations.
+    location: Option<LocationIx>,
+    retracted_at: Option<u64>,
+}
+
+/// Everything the service answers reads from.
+#[derive(Clone, Debug)]
+pub struct Projection {
+    head_seq: u64,
+    head_hash: String,
+    merkle: MerkleFrontier,
+    last_recorded_at: Option<String>,
+    actors: Vec<ActorState>,
+    actor_ix: HashMap<Slug, ActorIx>,
+    locations: Vec<LocationState>,
+    location_ix: HashMap<Slug, LocationIx>,
+    events: HashMap<Uuid, EventEntry>,
+    by_type: HashMap<EventType, Vec<u64>>,
+}
+
+impl Default for Projection {
+    fn default() -> Self {
+        Projection {
+            head_seq: 0,
+            head_hash: GENESIS_HASH.to_owned(),
+            merkle: MerkleFrontier::default(),
+            last_recorded_at: None,
+            actors: Vec::new(),
+            actor_ix: HashMap::new(),
+            locations: Vec::new(),
+            location_ix: HashMap::new(),
+            events: HashMap::new(),
+            by_type: HashMap::new(),
+        }
+    }
+}
+
+/// Why a stored event could not be applied: the log breaks a rule it should keep.
+#[derive(Debug, thiserror::Error)]
+#[error("event seq {seq} cannot be applied: {reason}")]
+pub struct ApplyError {
+    pub seq: u64,
+    pub reason: String,
+}
+
+impl Projection {
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+
+    pub fn head_hash(&self) -> &str {
+        &self.head_hash
+    }
+
+    pub fn merkle_root(&self) -> [u8; 32] {
+        self.merkle.root()
+    }
+
+    pub fn last_recorded_at(&self) -> Option<&str> {
+        self.last_recorded_at.as_deref()
+    }
+
+    pub fn location_ix(&self, id: &Slug) -> Option<LocationIx> {
+        self.location_ix.get(id).copied()
+    }
+
+    pub fn actor_ix(&self, id: &Slug) -> Option<ActorIx> {
+        self.actor_ix.get(id).copied()
+    }
+
+    /// Seq of event `id`, if the log holds it.
+    pub fn seq_of(&self, id: &Uuid) -> Option<u64> {
+        self.events.get(id).map(|e| e.seq)
+    }
+
+    /// Apply one stored event that follows the head. `parsed` is the event's
+    /// envelope re-read by the domain (its data typed).
+    pub fn apply(&mut self, stored: &StoredEvent, parsed: &NewEvent) -> Result<(), ApplyError> {
+        let fail = |reason: String| ApplyError {
+            seq: stored.seq,
+            reason,
+        };
+        if stored.seq != self.head_seq + 1 {
+            return Err(fail(format!("the projection is at seq {}", self.head_seq)));
+        }
+        let seq = stored.seq;
+        let mut location = None;
+        match (&parsed.stream, &parsed.data) {
+            (StreamRef::Actor(id), EventData::ActorRegistered(d)) => {
+                if self.actor_ix.contains_key(id) {
+                    return Err(fail(format!("actor '{id}' registered twice")));
+                }
+                let member_of = match &d.member_of {
+                    Some(m) => Some(self.actor(m).ok_or_else(|| fail(format!("unknown actor '{m}'")))?),
+                    None => None,
+                };
+                let ix = self.actors.len() as ActorIx;
+                self.actors.push(ActorState {
+                    id: id.clone(),
+                    name: d.name.clone(),
+                    kind: d.kind,
+                    aliases: d.aliases.clone().unwrap_or_default(),
+                    member_of,
+                    seqs: vec![seq],
+                    mentions: vec![seq],
+                    controls: BTreeSet::new(),
+                    present_in: BTreeSet::new(),
+                });
+                self.actor_ix.insert(id.clone(), ix);
+                if let Some(m) = member_of {
+                    self.actors[m as usize].mentions.push(seq);
+                }
+            }
+            (StreamRef::Location(id), EventData::LocationRegistered(d)) => {
+                if self.location_ix.contains_key(id) {
+                    return Err(fail(format!("location '{id}' registered twice")));
+                }
+                let parent = match &d.parent {
+                    Some(p) => Some(
+                        self.location(p)
+                            .ok_or_else(|| fail(format!("unknown location '{p}'")))?,
+                    ),
+                    None => None,
+                };
+                let ix = self.locations.len() as LocationIx;
+                self.locations.push(LocationState {
+                    id: id.clone(),
+                    name: d.name.clone(),
+                    kind: d.kind,
+                    parent,
+                    lat: d.lat,
+                    lon: d.lon,
+                    seqs: vec![seq],
+                    children: Vec::new(),
+                    history: Vec::new(),
+                    retractions: Vec::new(),
+                    live: Status::default(),
+                });
+                self.location_ix.insert(id.clone(), ix);
+                if let Some(p) = parent {
+                    self.locations[p as usize].children.push(ix);
+                }
+                location = Some(ix);
+            }
+            (StreamRef::Location(id), data) => {
+                let ix = self
+                    .location(id)
+                    .ok_or_else(|| fail(format!("unknown location '{id}'")))?;
+                location = Some(ix);
+                let mut named = Vec::new();
+                for (_, a) in data.named_actors() {
+                    named.push(self.actor(a).ok_or_else(|| fail(format!("unknown actor '{a}'")))?);
+                }
+                named.dedup();
+                for a in &named {
+                    self.actors[*a as usize].mentions.push(seq);
+                }
+                self.locations[ix as usize].seqs.push(seq);
+                if let EventData::EventRetracted(r) = data {
+                    let target = self
+                        .events
+                        .get_mut(&r.event_id)
+                        .ok_or_else(|| fail(format!("unknown event {}", r.event_id)))?;
+                    if target.retracted_at.is_some() || target.location != Some(ix) {
+                        return Err(fail(format!("event {} cannot be retracted here", r.event_id)));
+                    }
+                    target.retracted_at = Some(seq);
+                    let target_seq = target.seq;
+                    let occurred_at = parsed
+                        .occurred_at
+                        .ok_or_else(|| fail("occurred_at is missing".into()))?;
+                    let loc = &mut self.locations[ix as usize];
+                    loc.retractions.push((occurred_at, seq));
+                    if let Some(entry) = loc.history.iter_mut().find(|e| e.dev.seq == target_seq) {
+                        entry.retracted_at = Some(seq);
+                    }
+                    self.refold_live(ix);
+                } else {
+                    let occurred_at = parsed
+                        .occurred_at
+                        .ok_or_else(|| fail("occurred_at is missing".into()))?;
+                    let dev = Development {
+                        seq,
+                        occurred_at,
+                        id: stored.id,
+                        claimed: parsed.claimant().is_some(),
+                        effect: self.effect(data),
+                    };
+                    let loc = &mut self.locations[ix as usize];
+                    let key = (dev.occurred_at, dev.seq);
+                    let pos = loc.history.partition_point(|e| (e.dev.occurred_at, e.dev.seq) < key);
+                    let at_end = pos == loc.history.len();
+                    loc.history.insert(
+                        pos,
+                        Entry {
+                            dev,
+                            retracted_at: None,
+                        },
+                    );
+                    if at_end {
+                        // The common case, a development later than all others:
+                        // advance the live status instead of refolding.
+                        let before = loc.live.clone();
+                        let dev = &loc.history[pos].dev;
+                        loc.live.apply(dev);
+                        self.reindex_actors(ix, &before);
+                    } else {
+                        self.refold_live(ix);
+                    }
+                }
+            }
+            (StreamRef::Actor(id), _) => return Err(fail(format!("actor stream '{id}' only holds its registration"))),
+        }
+        self.events.insert(
+            stored.id,
+            EventEntry {
+                seq,
+                event_type: stored.event_type,
+                location,
+                retracted_at: None,
+            },
+        );
+        self.by_type.entry(stored.event_type).or_default().push(seq);
+        let hash_bytes = hex::decode(&stored.hash).map_err(|e| fail(format!("hash is not hex: {e}")))?;
+        self.merkle.push(&hash_bytes);
+        self.head_seq = seq;
+        self.head_hash = stored.hash.clone();
+        self.last_recorded_at = Some(stored.recorded_at.clone());
+        Ok(())
+    }
+
+    fn actor(&self, id: &Slug) -> Option<ActorIx> {
+        self.actor_ix.get(id).copied()
+    }
+
+    fn location(&self, id: &Slug) -> Option<LocationIx> {
+        self.location_ix.get(id).copied()
+    }
+
+    fn effect(&self, data: &EventData) -> Effect<ActorIx> {
+        let a = |s: &Slug| self.actor(s).expect("actors were checked before");
+        match data {
+            EventData::ControlEstablished(d) => Effect::Establish(a(&d.actor)),
+            EventData::ForcesEntered(d) => Effect::Enter(a(&d.actor)),
+            EventData::ForcesWithdrew(d) => Effect::Withdraw(a(&d.actor)),
+            EventData::ClashesReported(d) => Effect::Clash(d.actors.iter().map(a).collect()),
+            EventData::AttackRepelled(d) => Effect::Repel {
+                defender: a(&d.defender),
+                attacker: a(&d.attacker),
+            },
+            EventData::FacilityClosed(_) => Effect::Close,
+            EventData::FacilityReopened(_) => Effect::Reopen,
+            EventData::CasualtiesReported(d) => Effect::Casualties {
+                killed: d.killed.unwrap_or(0),
+                wounded: d.wounded.unwrap_or(0),
+            },
+            EventData::AirSupportProvided(_)
+            | EventData::Report(_)
+            | EventData::LocationRegistered(_)
+            | EventData::ActorRegistered(_)
+            | EventData::EventRetracted(_) => Effect::Nothing,
+        }
+    }
+
+    fn refold_live(&mut self, ix: LocationIx) {
+        let loc = &mut self.locations[ix as usize];
+        let before = std::mem::replace(
+            &mut loc.live,
+            fold(loc.history.iter().filter(|e| e.retracted_at.is_none()).map(|e| &e.dev)),
+        );
+        self.reindex_actors(ix, &before);
+    }
+
+    /// Keep actors' live `controls` and `present_in` in step with a location's
+    /// live status.
+    fn reindex_actors(&mut self, ix: LocationIx, before: &Status<ActorIx>) {
+        let after = self.locations[ix as usize].live.clone();
+        for a in before.present.difference(&after.present) {
+            self.actors[*a as usize].present_in.remove(&ix);
+        }
+        for a in after.present.difference(&before.present) {
+            self.actors[*a as usize].present_in.insert(ix);
+        }
+        let (b, n) = (before.control(), after.control());
+        if b != n {
+            if let Control::Controlled(a) = b {
+                self.actors[a as usize].controls.remove(&ix);
+            }
+            if let Control::Controlled(a) = n {
+                self.actors[a as usize].controls.insert(ix);
+            }
+        }
+    }
+
+    /// Is location `ix` registered at `point`?
+    fn location_visible(&self, ix: LocationIx, point: Point) -> bool {
+        point.sees_seq(self.locations[ix as usize].seqs[0])
+    }
+
+    fn actor_visible(&self, ix: ActorIx, point: Point) -> bool {
+        point.sees_seq(self.actors[ix as usize].seqs[0])
+    }
+
+    /// A location's status at `point`: O(its history).
+    pub fn status_at(&self, ix: LocationIx, point: Point) -> Status<ActorIx> {
+        let loc = &self.locations[ix as usize];
+        if point.is_live() {
+            return loc.live.clone();
+        }
+        let end = match point.as_of {
+            Some(t) => loc.history.partition_point(|e| e.dev.occurred_at <= t),
+            None => loc.history.len(),
+        };
+        fold(
+            loc.history[..end]
+                .iter()
+                .filter(|e| point.sees_seq(e.dev.seq) && !e.retracted_at.is_some_and(|r| point.sees_seq(r)))
+                .map(|e| &e.dev),
+        )
+    }
+
+    /// Seqs of location `ix`'s stream.
+    pub fn location_seqs(&self, ix: LocationIx) -> &[u64] {
+        &self.locations[ix as usize].seqs
+    }
+
+    /// Seqs of the events naming actor `ix`.
+    pub fn actor_mentions(&self, ix: ActorIx) -> &[u64] {
+        &self.actors[ix as usize].mentions
+    }
+
+    /// Seqs of the events of one type.
+    pub fn seqs_of_type(&self, t: EventType) -> &[u64] {
+        self.by_type.get(&t).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Seqs of location `ix`'s stream in `(occurred_at, seq)` order, its
+    /// registration (reference data, without a time of its own) first.
+    pub fn location_seqs_by_occurrence(&self, ix: LocationIx) -> Vec<u64> {
+        let loc = &self.locations[ix as usize];
+        let mut timed: Vec<(DateTime<Utc>, u64)> = loc
+            .history
+            .iter()
+            .map(|e| (e.dev.occurred_at, e.dev.seq))
+            .chain(loc.retractions.iter().copied())
+            .collect();
+        timed.sort_unstable();
+        std::iter::once(loc.seqs[0])
+            .chain(timed.into_iter().map(|(_, s)| s))
+            .collect()
+    }
+}
+
+impl Catalog for Projection {
+    fn location_registered(&self, id: &Slug) -> bool {
+        self.location_ix.contains_key(id)
+    }
+
+    fn actor_registered(&self, id: &Slug) -> bool {
+        self.actor_ix.contains_key(id)
+    }
+
+    fn stream_version(&self, stream: &StreamRef) -> u64 {
+        match stream {
+            StreamRef::Location(id) => self
+                .location(id)
+                .map_or(0, |ix| self.locations[ix as usize].seqs.len() as u64),
+            StreamRef::Actor(id) => self
+                .actor(id)
+                .map_or(0, |ix| self.actors[ix as usize].seqs.len() as u64),
+        }
+    }
+
+    fn known_event(&self, id: &Uuid) -> Option<KnownEvent> {
+        self.events.get(id).map(|e| KnownEvent {
+            event_type: e.event_type,
+            location: e.location.map(|ix| self.locations[ix as usize].id.clone()),
+            retracted: e.retracted_at.is_some(),
+        })
+    }
+}
