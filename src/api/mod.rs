@@ -1,0 +1,162 @@
+//! The HTTP API: the only code that knows actix. Routes, wire parsing of query
+//! parameters and bodies, and the mapping of every failure to problem+json.
+//!
+//! Handlers stay thin: parse, call the ledger or the projection, render.
+
+mod actors;
+mod audit;
+pub mod error;
+mod events;
+mod health;
+mod locations;
+mod query;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::ledger::Ledger;
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// The principal recorded as `recorded_by` while the server runs open.
+    pub principal: String,
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+/// Longest incoming `x-request-id` that is kept; longer ones are replaced.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Every route of the service, as (method, path) pairs: the spec test checks the
+/// OpenAPI document against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/{id}"),
+    ("GET", "/v1/locations"),
+    ("GET", "/v1/locations/{id}"),
+    ("GET", "/v1/locations/{id}/events"),
+    ("GET", "/v1/actors"),
+    ("GET", "/v1/actors/{id}"),
+    ("GET", "/v1/audit/head"),
+    ("GET", "/v1/audit/verify"),
+];
+
+/// Register every route on an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(method_not_allowed);
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::healthz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/events")
+            .route(web::post().to(events::append))
+            .route(web::get().to(events::list))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/events/{id}")
+            .route(web::get().to(events::one))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/locations")
+            .route(web::get().to(locations::list))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/locations/{id}")
+            .route(web::get().to(locations::one))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/locations/{id}/events")
+            .route(web::get().to(locations::history))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/actors")
+            .route(web::get().to(actors::list))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/actors/{id}")
+            .route(web::get().to(actors::one))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/audit/head")
+            .route(web::get().to(audit::head))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/v1/audit/verify")
+            .route(web::get().to(audit::verify))
+            .default_service(not_allowed()),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| req.match_pattern().as_deref() == Some(*p))
+        .map(|(m, _)| *m)
+        .collect();
+    let mut res = actix_web::ResponseError::error_response(&ApiError::new(
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ));
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
+}
+
+/// Give every response an `x-request-id`: the caller's, when it sent a sane one.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_CHARS && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let _enter = span.enter();
+    let mut res = next.call(req).await?;
+    drop(_enter);
+    tracing::debug!(request_id = %id, status = res.status().as_u16(), "answered");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
+    }
+    Ok(res)
+}
