@@ -780,3 +780,120 @@ pub struct Receipt {
     pub recorded_at: String,
     pub hash: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn src() -> Value {
+        json!({"name": "Reuters", "kind": "news_agency", "reliability": "B", "credibility": 2, "url": "https://example.org/a"})
+    }
+
+    /// One valid example per event type.
+    fn examples() -> Vec<Value> {
+        let d = |ty: &str, data: Value| json!({"type": ty, "location": "aleppo", "occurred_at": "2024-11-30T10:00:00+03:00", "source": src(), "data": data});
+        vec![
+            json!({"type": "location_registered", "location": "aleppo", "data": {"name": "Aleppo", "kind": "city", "parent": "aleppo-governorate", "lat": 36.2021, "lon": 37.1343}}),
+            json!({"type": "actor_registered", "actor": "hts", "data": {"name": "Hay'at Tahrir al-Sham", "kind": "non_state_group", "aliases": ["HTS"], "member_of": "opposition"}}),
+            d("control_established", json!({"actor": "hts"})),
+            d("forces_entered", json!({"actor": "hts"})),
+            d("forces_withdrew", json!({"actor": "saa", "temporary": true})),
+            d("clashes_reported", json!({"actors": ["hts", "saa"]})),
+            d("attack_repelled", json!({"defender": "saa", "attacker": "hts"})),
+            d("facility_closed", json!({"reason": "flights cancelled"})),
+            d("facility_reopened", json!({})),
+            d(
+                "air_support_provided",
+                json!({"provider": "russia", "supported": "saa"}),
+            ),
+            d(
+                "casualties_reported",
+                json!({"actor": "saa", "killed": 12, "wounded": 30, "approximate": true}),
+            ),
+            d("report", json!({"summary": "rebels combing the city"})),
+            d(
+                "event_retracted",
+                json!({"event_id": "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b", "reason": "duplicate"}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_event_type_parses_and_its_data_round_trips() {
+        let examples = examples();
+        assert_eq!(examples.len(), EventType::ALL.len());
+        for v in examples {
+            let e = NewEvent::from_json(&v).unwrap_or_else(|p| panic!("{v}: {:?}", p.field_errors()));
+            assert_eq!(e.event_type.as_str(), v["type"]);
+            assert_eq!(e.data.to_value(), v["data"], "data is stored as posted");
+            assert_eq!(EventData::parse(e.event_type, &e.data.to_value()).unwrap(), e.data);
+        }
+    }
+
+    #[test]
+    fn occurred_at_is_normalised_to_utc_and_ids_to_lowercase() {
+        let mut v = examples()[2].clone();
+        v["id"] = json!("0193A2B4-5C6D-7E8F-9A0B-1C2D3E4F5A6B");
+        let e = NewEvent::from_json(&v).unwrap();
+        let posted = e.posted_members(e.id.unwrap());
+        assert_eq!(posted["occurred_at"], "2024-11-30T07:00:00Z");
+        assert_eq!(posted["id"], "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b");
+        assert!(!posted.contains_key("expected_version"));
+    }
+
+    #[test]
+    fn registrations_need_no_time_or_source_but_developments_do() {
+        assert!(NewEvent::from_json(&examples()[0]).is_ok());
+        let mut v = examples()[3].clone();
+        v.as_object_mut().unwrap().remove("occurred_at");
+        v.as_object_mut().unwrap().remove("source");
+        let Err(Problem::Validation(errors)) = NewEvent::from_json(&v) else {
+            panic!("accepted")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["occurred_at", "source"]);
+    }
+
+    #[test]
+    fn unknown_members_are_refused_at_every_level() {
+        for (path, patch) in [
+            ("colour", json!({"colour": "red"})),
+            (
+                "source",
+                json!({"source": {"name": "x", "kind": "witness", "mood": "calm"}}),
+            ),
+            ("data", json!({"data": {"actor": "hts", "strength": 300}})),
+        ] {
+            let mut v = examples()[3].clone();
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            let Err(Problem::Validation(errors)) = NewEvent::from_json(&v) else {
+                panic!("{v} accepted")
+            };
+            assert!(errors.iter().any(|e| e.field.starts_with(path)), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_event_reads_back_as_the_event_it_was() {
+        let e = NewEvent::from_json(&examples()[4]).unwrap();
+        let posted = e.posted_members(Uuid::nil());
+        let mut stored: Map<String, Value> = posted.clone();
+        for (k, v) in [
+            ("seq", json!(9)),
+            ("recorded_at", json!("2024-12-01T00:00:00.000000Z")),
+            ("recorded_by", json!("x")),
+            ("version", json!(3)),
+            ("prev_hash", json!("0".repeat(64))),
+            ("hash", json!("0".repeat(64))),
+        ] {
+            stored.insert(k.into(), v);
+        }
+        let stored: StoredEvent = serde_json::from_value(Value::Object(stored)).unwrap();
+        let again = stored.to_new_event().unwrap();
+        assert_eq!(again.posted_members(Uuid::nil()), posted);
+    }
+}

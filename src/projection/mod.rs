@@ -470,3 +470,6 @@ impl Catalog for Projection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
