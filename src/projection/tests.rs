@@ -437,8 +437,8 @@ proptest! {
     fn live_equals_rebuilt_equals_scratch_for_any_arrival_order((devs, minutes, order_a, order_b) in histories()) {
         let a = log_of(&devs, &minutes, &order_a);
         let b = log_of(&devs, &minutes, &order_b);
-        for l in 0..LOCATIONS.len() {
-            let ix = a.projection.location_ix(&Slug::parse(LOCATIONS[l]).unwrap()).unwrap();
+        for (l, name) in LOCATIONS.iter().enumerate() {
+            let ix = a.projection.location_ix(&Slug::parse(name).unwrap()).unwrap();
             prop_assert_eq!(&a.projection.status_at(ix, live()), &scratch(&devs, &minutes, &a, l));
         }
         let rebuilt = a.rebuilt();
