@@ -7,7 +7,7 @@ use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::projection::Projection;
 use crate::store::{Store, StoreError};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeadView {
     pub seq: u64,
     pub hash: String,
@@ -64,16 +64,20 @@ impl std::str::FromStr for Expectation {
 }
 
 /// Re-check events 1..=upto: seqs gapless, every hash recomputed, every link,
-/// and (with `expect`) that the Merkle root at the saved size is the saved root.
-pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> VerifyReport {
+/// every stored Merkle node, and (with `expect`) that the Merkle root at the
+/// saved size is the saved root. A storage fault (the store cannot be read) is
+/// an `Err`, not a verdict on the log.
+pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Result<VerifyReport, StoreError> {
     let mut checked = 0u64;
     let mut last_hash = GENESIS_HASH.to_owned();
     let mut tree = MerkleFrontier::default();
-    let bad = |checked, seq, reason: String| VerifyReport::Bad {
-        ok: false,
-        checked,
-        first_bad_seq: seq,
-        reason,
+    let bad = |checked, seq, reason: String| {
+        Ok(VerifyReport::Bad {
+            ok: false,
+            checked,
+            first_bad_seq: seq,
+            reason,
+        })
     };
     if let Some(e) = expect {
         if e.size > upto {
@@ -91,13 +95,30 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Ve
         let event = match item {
             Ok(e) => e,
             Err(StoreError::Corrupt { seq, reason }) => return bad(checked, seq, reason),
-            Err(e) => return bad(checked, checked + 1, e.to_string()),
+            Err(e) => return Err(e),
         };
         let mut leaf = [0u8; 32];
         if hex::decode_to_slice(&event.hash, &mut leaf).is_err() {
             return bad(checked, event.seq, "hash is not 64 hex digits".into());
         }
-        tree.push(&leaf);
+        // The stored Merkle nodes must be the ones the events make.
+        for (node, hash) in tree.push(&leaf) {
+            match store.node(node) {
+                Ok(stored) if stored == hash => {}
+                Ok(_) => {
+                    return bad(
+                        checked,
+                        event.seq,
+                        format!(
+                            "stored Merkle node {}/{} does not match the events",
+                            node.level, node.index
+                        ),
+                    )
+                }
+                Err(StoreError::Corrupt { reason, .. }) => return bad(checked, event.seq, reason),
+                Err(e) => return Err(e),
+            }
+        }
         checked += 1;
         last_hash = event.hash;
         if let Some(e) = expect {
@@ -124,7 +145,7 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Ve
             return bad(0, 0, "the saved root of the empty tree is wrong".into());
         }
     }
-    VerifyReport::Ok {
+    Ok(VerifyReport::Ok {
         ok: true,
         checked,
         head: HeadView {
@@ -132,7 +153,7 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Ve
             hash: last_hash,
             root: hex::encode(tree.root()),
         },
-    }
+    })
 }
 
 fn tree_root_empty() -> [u8; 32] {
@@ -140,6 +161,78 @@ fn tree_root_empty() -> [u8; 32] {
 }
 
 /// `verify_chain` up to `upto` without an expectation.
-pub fn verify_store(store: &Store, upto: u64) -> VerifyReport {
+pub fn verify_store(store: &Store, upto: u64) -> Result<VerifyReport, StoreError> {
     verify_chain(store, upto, None)
+}
+
+/// `GET /v1/audit/proof/inclusion`: event `seq` in the tree of `tree_size`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub tree_size: u64,
+    pub leaf_index: u64,
+    pub audit_path: Vec<String>,
+    pub root: String,
+}
+
+/// `GET /v1/audit/proof/consistency`: the tree of `first` is a prefix of `second`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    pub proof: Vec<String>,
+    pub first_root: String,
+    pub second_root: String,
+}
+
+/// Why a proof cannot be given: the sizes asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("{0}")]
+    Bad(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn hexes(v: Vec<[u8; 32]>) -> Vec<String> {
+    v.into_iter().map(hex::encode).collect()
+}
+
+/// Build an inclusion proof from the stored tree (O(log n) node reads).
+pub fn inclusion(store: &Store, head: u64, seq: u64, tree_size: u64) -> Result<InclusionProof, ProofError> {
+    if tree_size == 0 || tree_size > head {
+        return Err(ProofError::Bad(format!("must be from 1 to the head ({head})")));
+    }
+    if seq == 0 || seq > tree_size {
+        return Err(ProofError::Bad(format!("must be from 1 to tree_size ({tree_size})")));
+    }
+    let mut get = |id| store.node(id);
+    let path = crate::domain::integrity::inclusion_path(seq - 1, tree_size, &mut get)?;
+    let root = crate::domain::integrity::tree_root(tree_size, &mut get)?;
+    Ok(InclusionProof {
+        seq,
+        tree_size,
+        leaf_index: seq - 1,
+        audit_path: hexes(path),
+        root: hex::encode(root),
+    })
+}
+
+/// Build a consistency proof from the stored tree (O(log n) node reads).
+pub fn consistency(store: &Store, head: u64, first: u64, second: u64) -> Result<ConsistencyProof, ProofError> {
+    if second == 0 || second > head {
+        return Err(ProofError::Bad(format!("must be from 1 to the head ({head})")));
+    }
+    if first == 0 || first > second {
+        return Err(ProofError::Bad(format!("must be from 1 to second ({second})")));
+    }
+    let mut get = |id| store.node(id);
+    let proof = crate::domain::integrity::consistency_proof(first, second, &mut get)?;
+    Ok(ConsistencyProof {
+        first,
+        second,
+        proof: hexes(proof),
+        first_root: hex::encode(crate::domain::integrity::tree_root(first, &mut get)?),
+        second_root: hex::encode(crate::domain::integrity::tree_root(second, &mut get)?),
+    })
 }

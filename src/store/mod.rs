@@ -7,6 +7,7 @@
 //! | `e` + seq (u64, BE)      | the stored event, JSON             |
 //! | `i` + event id (16 B)    | seq (u64, BE) + content digest (32 B) |
 //! | `h`                      | head: seq (u64, BE) + hash (32 B)  |
+//! | `m` + level (1 B) + index (u64, BE) | a perfect Merkle subtree's hash (32 B) |
 //!
 //! An append writes all of a group's keys with one `apply_batch`, which sled
 //! makes atomic across crashes, then calls `flush` and, because sled 0.34's flush
@@ -23,7 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::domain::integrity::{check_link, event_hash, GENESIS_HASH};
+use crate::domain::integrity::{check_link, event_hash, MerkleFrontier, NodeId, GENESIS_HASH};
 use crate::domain::StoredEvent;
 
 /// sled's segment size. With it, sled's inline threshold (a quarter segment) is
@@ -36,6 +37,7 @@ const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 const EVENT_PREFIX: u8 = b'e';
 const ID_PREFIX: u8 = b'i';
 const HEAD_KEY: &[u8] = b"h";
+const NODE_PREFIX: u8 = b'm';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +72,8 @@ pub struct Staged {
     pub event: StoredEvent,
     pub bytes: Vec<u8>,
     pub digest: [u8; 32],
+    /// The perfect Merkle subtrees this event completes.
+    pub nodes: Vec<(NodeId, [u8; 32])>,
 }
 
 /// What the store remembers about an event id.
@@ -91,6 +95,13 @@ pub struct Store {
 fn event_key(seq: u64) -> [u8; 9] {
     let mut k = [EVENT_PREFIX; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn node_key(id: NodeId) -> [u8; 10] {
+    let mut k = [NODE_PREFIX; 10];
+    k[1] = id.level as u8;
+    k[2..].copy_from_slice(&id.index.to_be_bytes());
     k
 }
 
@@ -176,6 +187,9 @@ impl Store {
             rec.extend_from_slice(&s.event.seq.to_be_bytes());
             rec.extend_from_slice(&s.digest);
             b.insert(&id_key(&s.event.id), rec);
+            for (node, hash) in &s.nodes {
+                b.insert(&node_key(*node), hash);
+            }
         }
         let new_head = Head {
             seq: last.event.seq,
@@ -206,6 +220,9 @@ impl Store {
         for s in batch {
             b.remove(&event_key(s.event.seq));
             b.remove(&id_key(&s.event.id));
+            for (node, _) in &s.nodes {
+                b.remove(&node_key(*node));
+            }
         }
         match head_record(head) {
             Ok(rec) if head.seq > 0 => b.insert(HEAD_KEY, rec),
@@ -237,6 +254,23 @@ impl Store {
                 reason: format!("the id record of {id} is malformed"),
             }),
         }
+    }
+
+    /// A stored perfect Merkle subtree.
+    pub fn node(&self, id: NodeId) -> Result<[u8; 32], StoreError> {
+        match self.log.get(node_key(id))? {
+            Some(v) if v.len() == 32 => Ok(v.as_ref().try_into().expect("32 bytes")),
+            _ => Err(StoreError::Corrupt {
+                seq: (id.index << id.level) + 1,
+                reason: format!("Merkle node {}/{} is missing or malformed", id.level, id.index),
+            }),
+        }
+    }
+
+    /// The Merkle frontier of the first `size` events, from stored nodes:
+    /// O(log n) reads, no rehashing.
+    pub fn frontier(&self, size: u64) -> Result<MerkleFrontier, StoreError> {
+        MerkleFrontier::from_nodes(size, &mut |id| self.node(id))
     }
 
     /// Events from `from_seq` on, in seq order, each hash re-checked and each

@@ -79,10 +79,11 @@ async fn an_event_rewritten_on_disk_is_named_by_verify_and_reads_refuse_it() {
     let id = event["id"].as_str().unwrap();
     assert_problem(app.get(&format!("/v1/events/{id}")).await, 503, "unavailable").await;
 
-    // Re-hashing the forged event is not enough: the next link breaks.
+    // Re-hashing the forged event is not enough: its Merkle leaf, stored when it
+    // was appended, no longer matches, and the next link breaks too.
     event["hash"] = json!(jcs_hash(&event));
     app.ledger.store().tamper_raw(21, event.to_string().as_bytes()).unwrap();
     let verify = app.ok("/v1/audit/verify").await;
-    assert_eq!(verify["first_bad_seq"], 22, "{verify}");
-    assert!(verify["reason"].as_str().unwrap().contains("prev_hash"), "{verify}");
+    assert_eq!(verify["first_bad_seq"], 21, "{verify}");
+    assert!(verify["reason"].as_str().unwrap().contains("Merkle"), "{verify}");
 }

@@ -1,0 +1,188 @@
+//! The live feed as a client sees it: catch-up, live, filters, resume, many
+//! subscribers, and slow consumers that do not slow appends.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A minimal server-sent-events reader.
+pub struct Sse {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    pub async fn open(app: &TestApp, query: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = app.client.get(app.url(&format!("/v1/events/stream{query}")));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        Sse {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event's (id, data), skipping comments; panics after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> (u64, Value) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().parse::<u64>().unwrap());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let Some(id) = id {
+                    return (id, serde_json::from_str(&data).unwrap());
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream is open");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    pub async fn ids(&mut self, n: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.next(Duration::from_secs(10)).await.0);
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn catch_up_then_live_with_seq_ids_and_stored_events() {
+    let app = spawn_demo_app().await;
+    let mut sse = Sse::open(&app, "?after=30", None).await;
+    let (id, e) = sse.next(Duration::from_secs(10)).await;
+    assert_eq!(id, 31);
+    assert_eq!(e, app.ok("/v1/events?after=30&limit=1").await["events"][0]);
+    assert_eq!(sse.ids(1).await, vec![32]);
+    let (_, r) = app
+        .post_json(&dev(
+            "report",
+            "aleppo",
+            "2024-12-01T00:00:00Z",
+            json!({"summary": "live"}),
+        ))
+        .await;
+    let (id, e) = sse.next(Duration::from_secs(10)).await;
+    assert_eq!(id, 33);
+    assert_eq!(e["hash"], r["hash"]);
+}
+
+#[tokio::test]
+async fn last_event_id_wins_over_after_and_filters_apply() {
+    let app = spawn_demo_app().await;
+    let mut sse = Sse::open(&app, "?after=1", Some("31")).await;
+    assert_eq!(sse.ids(1).await, vec![32]);
+    let mut by_location = Sse::open(&app, "?location=aleppo", None).await;
+    let expected: Vec<u64> = app.ok("/v1/events?location=aleppo").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(by_location.ids(expected.len()).await, expected);
+    let mut by_actor = Sse::open(&app, "?actor=russia&type=air_support_provided", None).await;
+    let (_, e) = by_actor.next(Duration::from_secs(10)).await;
+    assert_eq!(e["data"]["provider"], "russia");
+    // A live event that does not match is skipped; the next match arrives.
+    app.post_json(&dev(
+        "report",
+        "aleppo",
+        "2024-12-01T00:00:00Z",
+        json!({"summary": "not russia"}),
+    ))
+    .await;
+    let (_, r) = app
+        .post_json(&dev(
+            "air_support_provided",
+            "aleppo",
+            "2024-12-01T00:00:00Z",
+            json!({"provider": "russia", "supported": "saa"}),
+        ))
+        .await;
+    let (id, _) = by_actor.next(Duration::from_secs(10)).await;
+    assert_eq!(id, r["seq"].as_u64().unwrap());
+    assert_problem(app.get("/v1/events/stream?after=x").await, 400, "invalid_parameter").await;
+    assert_problem(app.get("/v1/events/stream?colour=red").await, 400, "invalid_parameter").await;
+}
+
+#[tokio::test]
+async fn many_subscribers_each_get_every_event_in_order() {
+    let app = spawn_app().await;
+    seed_basics(&app).await;
+    let mut subs = Vec::new();
+    for _ in 0..50 {
+        subs.push(Sse::open(&app, "", None).await);
+    }
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = app.client.clone();
+        let url = app.url("/v1/events");
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let e = dev(
+                    "report",
+                    "aleppo",
+                    "2024-12-01T00:00:00Z",
+                    json!({"summary": format!("{w}/{i}")}),
+                );
+                assert_eq!(client.post(&url).json(&e).send().await.unwrap().status().as_u16(), 201);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all: Vec<u64> = (1..=105).collect();
+    let mut readers = Vec::new();
+    for mut s in subs {
+        readers.push(tokio::spawn(async move { s.ids(105).await }));
+    }
+    for r in readers {
+        assert_eq!(r.await.unwrap(), all);
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_does_not_slow_appends_and_can_resume() {
+    let app = spawn_app().await;
+    seed_basics(&app).await;
+    // Opened and never read: its socket and buffers fill up.
+    let stalled = Sse::open(&app, "", None).await;
+    let big = "x".repeat(8 * 1024);
+    for i in 0..600 {
+        let e = dev(
+            "report",
+            "aleppo",
+            "2024-12-01T00:00:00Z",
+            json!({"summary": format!("{i} {big}")}),
+        );
+        let (status, _) = app.post_json(&e).await;
+        assert_eq!(status, 201);
+    }
+    drop(stalled);
+    // A client resuming from where it was gets the rest, in order.
+    let mut resumed = Sse::open(&app, "", Some("400")).await;
+    assert_eq!(resumed.ids(205).await, (401..=605).collect::<Vec<u64>>());
+}
