@@ -18,17 +18,20 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::event::{NewEvent, Receipt, StoredEvent, StreamRef};
-use crate::domain::integrity::{canonical_digest, check_link, event_hash, GENESIS_HASH};
+use crate::domain::integrity::{canonical_digest, check_link, event_hash, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::domain::rules::{self, Catalog, KnownEvent};
 use crate::domain::{Problem, Slug};
 use crate::projection::Projection;
 use crate::store::{Staged, Store, StoreError};
 
+/// Committed events kept for live subscribers; one that falls further behind
+/// catches up from the store instead.
+const FEED_EVENTS: usize = 4096;
 /// Requests waiting for the writer; beyond this, appends wait to enqueue.
 const QUEUE_JOBS: usize = 1024;
 /// Most events the writer puts in one group (one sled batch, one fsync).
@@ -72,9 +75,21 @@ enum Job {
     Stop,
 }
 
+/// A committed event as the live feed passes it on.
+#[derive(Debug)]
+pub struct FeedItem {
+    pub event: StoredEvent,
+}
+
+/// The storage fault that stopped appends, if any. sled refuses every write
+/// after an I/O error, so appends stay refused until a restart reopens the store.
+type Fault = Arc<std::sync::Mutex<Option<String>>>;
+
 pub struct Ledger {
     store: Arc<Store>,
     projection: Arc<RwLock<Projection>>,
+    feed: broadcast::Sender<Arc<FeedItem>>,
+    fault: Fault,
     tx: mpsc::Sender<Job>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,17 +102,21 @@ impl Ledger {
         let projection = rebuild(&store)?;
         let projection = Arc::new(RwLock::new(projection));
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let (feed, _) = broadcast::channel(FEED_EVENTS);
+        let fault = Fault::default();
         let writer = {
-            let store = store.clone();
-            let projection = projection.clone();
+            let mut writer = Writer::new(store.clone(), projection.clone(), feed.clone());
+            writer.fault = fault.clone();
             std::thread::Builder::new()
                 .name("sitrep-writer".into())
-                .spawn(move || Writer::new(store, projection).run(rx))
+                .spawn(move || writer.run(rx))
                 .map_err(StoreError::Io)?
         };
         Ok(Ledger {
             store,
             projection,
+            feed,
+            fault,
             tx,
             writer: std::sync::Mutex::new(Some(writer)),
         })
@@ -110,6 +129,17 @@ impl Ledger {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The storage fault that stopped appends, if one did.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().expect("fault lock").clone()
+    }
+
+    /// Committed events from now on, in seq order. A receiver that lags more
+    /// than the feed holds gets `Lagged` and must catch up from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
+        self.feed.subscribe()
     }
 
     /// Append events (one, or an atomic batch) as `principal`.
@@ -177,6 +207,7 @@ impl Ledger {
             )));
         }
         let mut projection = Projection::default();
+        let mut tree = MerkleFrontier::default();
         let mut chunk: Vec<Staged> = Vec::new();
         let mut prev = GENESIS_HASH.to_owned();
         let mut count = 0;
@@ -188,7 +219,13 @@ impl Ledger {
             prev = event.hash.clone();
             let bytes = serde_json::to_vec(&event).expect("stored events serialize");
             let digest = canonical_digest(&serde_json::Value::Object(parsed.posted_members(event.id)));
-            chunk.push(Staged { event, bytes, digest });
+            let nodes = tree.push(&leaf_of(&event));
+            chunk.push(Staged {
+                event,
+                bytes,
+                digest,
+                nodes,
+            });
             count += 1;
             if chunk.len() >= MAX_BATCH_EVENTS {
                 store.append(&chunk)?;
@@ -204,6 +241,13 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The Merkle leaf of an event: its hash's 32 bytes (checked to be hex before).
+fn leaf_of(event: &StoredEvent) -> [u8; 32] {
+    let mut leaf = [0u8; 32];
+    hex::decode_to_slice(&event.hash, &mut leaf).expect("hashes are checked before they are leaves");
+    leaf
 }
 
 /// Re-parse a stored event, hold it to the domain rules, and apply it.
@@ -236,6 +280,7 @@ pub fn rebuild(store: &Store) -> Result<Projection, LedgerError> {
         check_and_apply(&mut projection, &event)?;
     }
     let head = store.head();
+    projection.set_tree(store.frontier(head.seq)?);
     if head.seq != projection.head_seq() || head.hash != projection.head_hash() {
         return Err(LedgerError::Invalid {
             seq: head.seq,
@@ -342,11 +387,13 @@ enum Plan {
 struct Writer {
     store: Arc<Store>,
     projection: Arc<RwLock<Projection>>,
+    feed: broadcast::Sender<Arc<FeedItem>>,
     last_recorded_at: Option<DateTime<Utc>>,
+    fault: Fault,
 }
 
 impl Writer {
-    fn new(store: Arc<Store>, projection: Arc<RwLock<Projection>>) -> Writer {
+    fn new(store: Arc<Store>, projection: Arc<RwLock<Projection>>, feed: broadcast::Sender<Arc<FeedItem>>) -> Writer {
         let last_recorded_at = projection
             .read()
             .expect("projection lock")
@@ -356,7 +403,9 @@ impl Writer {
         Writer {
             store,
             projection,
+            feed,
             last_recorded_at,
+            fault: Fault::default(),
         }
     }
 
@@ -406,15 +455,25 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
+        if let Some(fault) = self.fault.lock().expect("fault lock").clone() {
+            for r in group {
+                let _ = r.reply.send(Err(AppendError::Unavailable(format!(
+                    "storage fault ({fault}); appends are refused until the server restarts"
+                ))));
+            }
+            return;
+        }
         let mut staged: Vec<Staged> = Vec::new();
         let mut parsed: Vec<NewEvent> = Vec::new();
         let mut plans = Vec::with_capacity(group.len());
+        let new_tree;
         let mut replies = Vec::with_capacity(group.len());
         {
             let base = self.projection.read().expect("projection lock");
             let mut overlay = Overlay::default();
             let mut head_seq = base.head_seq();
             let mut head_hash = base.head_hash().to_owned();
+            let mut tree = base.tree().clone();
             for Request {
                 events,
                 batch,
@@ -424,6 +483,7 @@ impl Writer {
             {
                 replies.push(reply);
                 let start = staged.len();
+                let tree_before = tree.clone();
                 let mut request = Overlay::default();
                 let view_base: &Projection = &base;
                 let plan = self.plan(
@@ -436,6 +496,7 @@ impl Writer {
                     &mut staged,
                     &mut head_seq,
                     &mut head_hash,
+                    &mut tree,
                 );
                 match &plan {
                     Plan::Created(_) => {
@@ -445,6 +506,7 @@ impl Writer {
                     _ => {
                         // Undo whatever this request staged before it failed.
                         staged.truncate(start);
+                        tree = tree_before;
                         if let Some(last) = staged.last() {
                             head_seq = last.event.seq;
                             head_hash = last.event.hash.clone();
@@ -456,12 +518,20 @@ impl Writer {
                 }
                 plans.push(plan);
             }
+            new_tree = tree;
         }
 
         let written = if staged.is_empty() {
             Ok(())
         } else {
-            self.store.append(&staged).map(|_| ())
+            let started = std::time::Instant::now();
+            let w = self.store.append(&staged).map(|_| ());
+            crate::metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+            crate::metrics::GROUP_EVENTS.observe(staged.len() as f64);
+            if w.is_ok() {
+                crate::metrics::APPENDED_EVENTS.inc_by(staged.len() as u64);
+            }
+            w
         };
         match &written {
             Ok(()) => {
@@ -473,13 +543,26 @@ impl Writer {
                         panic!("durable event refused by the projection: {e}");
                     }
                 }
+                projection.set_tree(new_tree);
+                drop(projection);
+                // Subscribers see an event only once it is durable and readable.
+                if self.feed.receiver_count() > 0 {
+                    for s in &staged {
+                        let _ = self.feed.send(Arc::new(FeedItem { event: s.event.clone() }));
+                    }
+                }
                 if let Some(last) = staged.last() {
                     self.last_recorded_at = DateTime::parse_from_rfc3339(&last.event.recorded_at)
                         .ok()
                         .map(|t| t.with_timezone(&Utc));
                 }
             }
-            Err(e) => tracing::error!(error = %e, events = staged.len(), "append failed; nothing acknowledged"),
+            Err(e) => {
+                tracing::error!(error = %e, events = staged.len(), "append failed; nothing acknowledged");
+                if !matches!(e, StoreError::Invariant(_)) {
+                    *self.fault.lock().expect("fault lock") = Some(e.to_string());
+                }
+            }
         }
 
         for (plan, reply) in plans.into_iter().zip(replies) {
@@ -508,6 +591,7 @@ impl Writer {
         staged: &mut Vec<Staged>,
         head_seq: &mut u64,
         head_hash: &mut String,
+        tree: &mut MerkleFrontier,
     ) -> Plan {
         let in_item = |p: Problem, i: usize| if batch { p.in_batch_item(i) } else { p };
         let refuse = |p: Problem| Plan::Answered(Err(AppendError::Rejected(p)));
@@ -633,7 +717,13 @@ impl Writer {
                     receipt: event.receipt(),
                 },
             );
-            staged.push(Staged { event, bytes, digest });
+            let nodes = tree.push(&leaf_of(&event));
+            staged.push(Staged {
+                event,
+                bytes,
+                digest,
+                nodes,
+            });
         }
         Plan::Created(start..staged.len())
     }

@@ -15,15 +15,19 @@
 //! - [`ledger`]: the single writer (group commit) in front of the store and the
 //!   projection.
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
+//! - [`auditor`]: the third-party checks a client runs against a server.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
 pub mod api;
 pub mod audit;
+pub mod auditor;
+pub mod auth;
 pub mod cli;
 pub mod demo;
 pub mod domain;
 pub mod ledger;
+pub mod metrics;
 pub mod projection;
 pub mod startup;
 pub mod store;

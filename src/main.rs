@@ -1,12 +1,10 @@
-use clap::Parser;
-
 fn main() {
-    let cli = sitrep::cli::Cli::parse();
-    match sitrep::cli::run(cli) {
-        Ok(code) => std::process::exit(code),
+    let code = match sitrep::cli::parse().and_then(sitrep::cli::run) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(2);
+            2
         }
-    }
+    };
+    std::process::exit(code);
 }

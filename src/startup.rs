@@ -2,20 +2,35 @@
 //! from the log), optionally load the demo, bind, serve until told to stop.
 //! Tests call [`Application::build`] with port 0 and talk to the real thing.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
-use anyhow::Context;
+use anyhow::{bail, Context};
+use governor::{Quota, RateLimiter};
+use tokio::sync::watch;
 
 use crate::api::{self, AppState};
+use crate::auth::Tokens;
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::ledger::{Appended, Ledger};
 
-/// The principal recorded as `recorded_by` while the server runs without tokens.
-pub const ANONYMOUS: &str = "anonymous";
+/// Time a client has to send its request head.
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before a keep-alive connection is closed.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+/// Time a client has to acknowledge a connection shutdown.
+pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Open connections per worker thread; more wait in the accept backlog.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
+/// Time graceful shutdown gives in-flight requests.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default per-principal rate limit (requests per second, and burst) when tokens are on.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 200;
 
 /// Everything `serve` needs, passed explicitly.
 #[derive(Clone, Debug)]
@@ -26,6 +41,10 @@ pub struct Settings {
     pub demo: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// The tokens file; without one the server runs open, on loopback only.
+    pub tokens: Option<PathBuf>,
+    /// Requests per second per principal (0: no limit). Applies with tokens.
+    pub rate_per_second: u32,
 }
 
 impl Settings {
@@ -36,18 +55,67 @@ impl Settings {
             body_limit: MAX_BODY_BYTES,
             demo: false,
             workers: 0,
+            tokens: None,
+            rate_per_second: DEFAULT_RATE_PER_SECOND,
         }
     }
+}
+
+/// Is `listen` (host:port) a loopback address? `localhost` counts.
+pub fn is_loopback(listen: &str) -> bool {
+    let host = match listen.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => listen,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub struct Application {
     server: Server,
     port: u16,
     ledger: Arc<Ledger>,
+    auth: api::guard::Auth,
+    tokens_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops a running application gracefully: live feeds end, in-flight requests
+/// finish, queued appends are written, the store is closed.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    shutdown: watch::Sender<bool>,
+}
+
+impl StopHandle {
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::metrics::init();
+        // Protected mode: refuse before touching the store.
+        let auth = match &settings.tokens {
+            Some(path) => {
+                let tokens =
+                    Tokens::load(path).with_context(|| format!("refusing to start with {}", path.display()))?;
+                tracing::info!(tokens = tokens.len(), "bearer tokens loaded");
+                Some(Arc::new(RwLock::new(tokens)))
+            }
+            None if !is_loopback(&settings.listen) => bail!(
+                "refusing to listen on {} without tokens: anyone who can reach it could write to the log. \
+                 Give --tokens FILE (see `sitrep token new`) or listen on a loopback address such as 127.0.0.1:8080",
+                settings.listen
+            ),
+            None => None,
+        };
         let dir = settings.data_dir.clone();
         let started = std::time::Instant::now();
         let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir))
@@ -68,27 +136,48 @@ impl Application {
                 Err(e) => tracing::warn!(error = %e, "demo scenario not loaded (the store holds other events)"),
             }
         }
+        let limiter = match (&auth, NonZeroU32::new(settings.rate_per_second)) {
+            (Some(_), Some(rate)) => Some(Arc::new(RateLimiter::keyed(Quota::per_second(rate)))),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
-            principal: ANONYMOUS.to_owned(),
+            auth: auth.clone(),
+            limiter,
+            shutdown: shutdown_rx,
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(middleware::from_fn(api::guard::guard))
                 .wrap(middleware::from_fn(api::request_id))
                 .configure(api::configure)
         })
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(KEEP_ALIVE)
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+        .disable_signals()
         .listen(listener)?;
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
         let server = server.run();
-        tracing::info!(listen = %settings.listen, port, "serving");
-        Ok(Application { server, port, ledger })
+        tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");
+        Ok(Application {
+            server,
+            port,
+            ledger,
+            auth,
+            tokens_path: settings.tokens.clone(),
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -100,16 +189,86 @@ impl Application {
     }
 
     /// A handle that stops the server gracefully.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
-    /// Serve until stopped (SIGINT/SIGTERM or the handle), then finish the
-    /// appends already queued and close the store.
+    /// Serve until stopped through a [`StopHandle`], then finish the appends
+    /// already queued and close the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let ledger = self.ledger;
         tokio::task::spawn_blocking(move || ledger.close()).await.ok();
+        tracing::info!("stopped; every acknowledged append is on disk");
         result
+    }
+
+    /// Serve with the process's signals: SIGTERM and SIGINT stop gracefully,
+    /// SIGHUP reloads the tokens file (keeping the old tokens if it is bad).
+    pub async fn run_with_signals(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let stop = self.stop_handle();
+        let auth = self.auth.clone();
+        let tokens_path = self.tokens_path.clone();
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                    _ = hup.recv() => reload(&auth, tokens_path.as_deref()),
+                }
+            }
+            stop.stop().await;
+        });
+        self.run_until_stopped().await?;
+        Ok(())
+    }
+}
+
+fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
+    let (Some(auth), Some(path)) = (auth, path) else {
+        tracing::info!("SIGHUP: no tokens file to reload");
+        return;
+    };
+    match Tokens::load(path) {
+        Ok(tokens) => {
+            let n = tokens.len();
+            *auth.write().expect("tokens lock") = tokens;
+            tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: tokens file not reloaded; the previous tokens stay in force"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_addresses() {
+        for a in [
+            "127.0.0.1:8080",
+            "127.8.9.1:1",
+            "localhost:80",
+            "[::1]:8080",
+            "LOCALHOST:1",
+        ] {
+            assert!(is_loopback(a), "{a}");
+        }
+        for a in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.0.0.1:80",
+            "example.org:80",
+            "192.168.1.2:8080",
+        ] {
+            assert!(!is_loopback(a), "{a}");
+        }
     }
 }

@@ -1,16 +1,18 @@
 //! `POST /v1/events`, `GET /v1/events`, `GET /v1/events/{id}`.
 
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Query;
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::domain::limits::{DEFAULT_PAGE_EVENTS, MAX_BATCH_EVENTS, MAX_PAGE_EVENTS};
 use crate::domain::{EventType, FieldError, NewEvent, Problem, StoredEvent};
 use crate::ledger::Appended;
+use crate::metrics;
 use crate::store::StoreError;
 
 /// Most seqs one page of a filtered `GET /v1/events` looks at; `next_after`
@@ -103,9 +105,31 @@ pub async fn append(
             "the body must be application/json",
         ));
     }
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.name.clone())
+        .expect("the guard names every principal");
     let body = read_body(&req, payload, state.body_limit).await?;
-    let (events, batch) = parse_events(&body)?;
-    let appended = state.ledger.append(events, batch, state.principal.clone()).await?;
+    let started = std::time::Instant::now();
+    let outcome = match parse_events(&body) {
+        Ok((events, batch)) => state
+            .ledger
+            .append(events, batch, principal)
+            .await
+            .map(|a| (a, batch))
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let label = match &outcome {
+        Ok((Appended::Created(_), _)) => "created",
+        Ok((Appended::Retried(_), _)) => "retried",
+        Err(e) if e.code == "unavailable" => "unavailable",
+        Err(_) => "refused",
+    };
+    metrics::APPEND_REQUESTS.with_label_values(&[label]).inc();
+    metrics::APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
+    let (appended, batch) = outcome?;
     let (mut res, receipts) = match appended {
         Appended::Created(r) => (HttpResponse::Created(), r),
         Appended::Retried(r) => (HttpResponse::Ok(), r),

@@ -7,9 +7,11 @@ mod actors;
 mod audit;
 pub mod error;
 mod events;
+pub mod guard;
 mod health;
 mod locations;
 mod query;
+mod stream;
 
 use std::sync::Arc;
 
@@ -27,8 +29,12 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
-    /// The principal recorded as `recorded_by` while the server runs open.
-    pub principal: String,
+    /// The tokens, or `None` when the server runs open (loopback only).
+    pub auth: guard::Auth,
+    /// Per-principal rate limit, when configured.
+    pub limiter: Option<Arc<guard::Limiter>>,
+    /// Turns true when the server starts shutting down: live feeds end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -50,68 +56,39 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/actors/{id}"),
     ("GET", "/v1/audit/head"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/audit/proof/inclusion"),
+    ("GET", "/v1/audit/proof/consistency"),
+    ("GET", "/v1/events/stream"),
+    ("GET", "/metrics"),
 ];
 
 /// Register every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(method_not_allowed);
-    cfg.service(
-        web::resource("/healthz")
-            .route(web::get().to(health::healthz))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(health::healthz))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/events")
-            .route(web::post().to(events::append))
-            .route(web::get().to(events::list))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/events/{id}")
-            .route(web::get().to(events::one))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/locations")
-            .route(web::get().to(locations::list))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/locations/{id}")
-            .route(web::get().to(locations::one))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/locations/{id}/events")
-            .route(web::get().to(locations::history))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/actors")
-            .route(web::get().to(actors::list))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/actors/{id}")
-            .route(web::get().to(actors::one))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/audit/head")
-            .route(web::get().to(audit::head))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/v1/audit/verify")
-            .route(web::get().to(audit::verify))
-            .default_service(not_allowed()),
-    )
-    .default_service(web::to(not_found));
+    // One resource per path; any other method answers 405 with `Allow`.
+    fn at(path: &str) -> actix_web::Resource {
+        web::resource(path).default_service(web::to(method_not_allowed))
+    }
+    // The stream comes before `/v1/events/{id}`, which would otherwise match it.
+    cfg.service(at("/v1/events/stream").route(web::get().to(stream::subscribe)))
+        .service(at("/healthz").route(web::get().to(health::healthz)))
+        .service(at("/readyz").route(web::get().to(health::healthz)))
+        .service(at("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            at("/v1/events")
+                .route(web::post().to(events::append))
+                .route(web::get().to(events::list)),
+        )
+        .service(at("/v1/events/{id}").route(web::get().to(events::one)))
+        .service(at("/v1/locations").route(web::get().to(locations::list)))
+        .service(at("/v1/locations/{id}").route(web::get().to(locations::one)))
+        .service(at("/v1/locations/{id}/events").route(web::get().to(locations::history)))
+        .service(at("/v1/actors").route(web::get().to(actors::list)))
+        .service(at("/v1/actors/{id}").route(web::get().to(actors::one)))
+        .service(at("/v1/audit/head").route(web::get().to(audit::head)))
+        .service(at("/v1/audit/verify").route(web::get().to(audit::verify)))
+        .service(at("/v1/audit/proof/inclusion").route(web::get().to(audit::inclusion)))
+        .service(at("/v1/audit/proof/consistency").route(web::get().to(audit::consistency)))
+        .default_service(web::to(not_found));
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -152,9 +129,19 @@ pub async fn request_id(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let _enter = span.enter();
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
     let mut res = next.call(req).await?;
     drop(_enter);
-    tracing::debug!(request_id = %id, status = res.status().as_u16(), "answered");
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    crate::metrics::HTTP_RESPONSES
+        .with_label_values(&[route.as_str(), method.as_str(), &status.to_string()])
+        .inc();
+    crate::metrics::HTTP_SECONDS
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(request_id = %id, status, "answered");
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
     }

@@ -759,6 +759,23 @@ impl StoredEvent {
         NewEvent::from_json(&Value::Object(m))
     }
 
+    /// Does this event name `actor`: its registration, or any data member that
+    /// names actors (the members `EventData::named_actors` reads)?
+    pub fn names_actor(&self, actor: &Slug) -> bool {
+        if self.actor.as_ref() == Some(actor) {
+            return true;
+        }
+        let is = |v: &Value| v.as_str() == Some(actor.as_str());
+        ["actor", "defender", "attacker", "provider", "supported", "member_of"]
+            .iter()
+            .any(|m| self.data.get(m).is_some_and(is))
+            || self
+                .data
+                .get("actors")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(is))
+    }
+
     /// The receipt an append answers with.
     pub fn receipt(&self) -> Receipt {
         Receipt {

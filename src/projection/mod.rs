@@ -147,6 +147,16 @@ impl Projection {
         self.merkle.root()
     }
 
+    /// The Merkle frontier of the log. The ledger keeps it in step with the
+    /// head: `apply` folds events, the tree comes from the store's nodes.
+    pub fn tree(&self) -> &MerkleFrontier {
+        &self.merkle
+    }
+
+    pub fn set_tree(&mut self, tree: MerkleFrontier) {
+        self.merkle = tree;
+    }
+
     pub fn last_recorded_at(&self) -> Option<&str> {
         self.last_recorded_at.as_deref()
     }
@@ -312,8 +322,6 @@ impl Projection {
             },
         );
         self.by_type.entry(stored.event_type).or_default().push(seq);
-        let hash_bytes = hex::decode(&stored.hash).map_err(|e| fail(format!("hash is not hex: {e}")))?;
-        self.merkle.push(&hash_bytes);
         self.head_seq = seq;
         self.head_hash = stored.hash.clone();
         self.last_recorded_at = Some(stored.recorded_at.clone());

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use serde_json::{json, Value};
 use sitrep::startup::{Application, Settings};
 use tempfile::TempDir;
@@ -16,7 +15,7 @@ pub struct TestApp {
     /// Keeps the temp dir alive for as long as any app on it runs.
     pub tmp: Arc<TempDir>,
     pub ledger: Arc<sitrep::ledger::Ledger>,
-    handle: ServerHandle,
+    handle: sitrep::startup::StopHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -44,7 +43,7 @@ pub async fn spawn_app_on(tmp: Arc<TempDir>, demo: bool) -> TestApp {
         match Application::build(settings.clone()).await {
             Ok(app) => {
                 let address = format!("http://127.0.0.1:{}", app.port());
-                let handle = app.handle();
+                let handle = app.stop_handle();
                 let ledger = app.ledger();
                 let running = tokio::spawn(app.run_until_stopped());
                 return TestApp {
@@ -107,7 +106,7 @@ impl TestApp {
     /// Stop gracefully and wait until the store is released.
     pub async fn stop(self) -> Arc<TempDir> {
         drop(self.ledger);
-        self.handle.stop(true).await;
+        self.handle.stop().await;
         self.running.await.expect("server task").expect("server ran");
         self.tmp
     }

@@ -5,8 +5,15 @@ mod helpers;
 
 mod appends;
 mod audit;
+mod auditor;
 mod cli;
+mod crash;
 mod errors;
+mod faults;
+mod merkle;
+mod process;
 mod reads;
 mod restart;
+mod security;
 mod spec;
+mod stream;

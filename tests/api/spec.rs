@@ -2,14 +2,19 @@
 //! routes the server serves, every real response (successes and every kind of
 //! error) validates against the schema the spec gives for its operation, status
 //! and content type, and every example in the spec validates against its schema.
+//! The live feed (`text/event-stream`) is read only up to its first event, and
+//! every read is bounded by a timeout, so no request can hang the test.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_demo_app, TestApp};
+use sitrep::startup::{Application, Settings};
+
+use crate::helpers::spawn_demo_app;
 
 // ---------------------------------------------------------------------------
 // The spec document
@@ -151,6 +156,59 @@ fn spec_paths_equal_server_routes() {
 // 2. Real responses validate against the spec
 // ---------------------------------------------------------------------------
 
+/// Longest wait for any answer (headers, a body, the next chunk of a stream).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One server-sent-events message (comments left out), as read off the wire.
+struct SseMessage {
+    id: Option<String>,
+    data: Option<String>,
+    /// Fields other than `id` and `data` (`event`, `retry`, unknown ones).
+    other: Vec<String>,
+    /// Byte offset just past the blank line that ends the message.
+    end: usize,
+}
+
+/// The complete messages of an event stream (each ended by a blank line; a
+/// trailing partial block is ignored), comment-only blocks skipped. Expects
+/// `\n` line ends (normalise `\r\n` first).
+fn sse_messages(text: &str) -> Vec<SseMessage> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(len) = text[start..].find("\n\n") {
+        let end = start + len + 2;
+        let mut m = SseMessage {
+            id: None,
+            data: None,
+            other: Vec::new(),
+            end,
+        };
+        for line in text[start..start + len].split('\n') {
+            if line.is_empty() || line.starts_with(':') {
+                continue; // a comment (`: keep-alive`)
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => m.id = Some(value.to_owned()),
+                "data" => match &mut m.data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => m.data = Some(value.to_owned()),
+                },
+                other => m.other.push(other.to_owned()),
+            }
+        }
+        if m.id.is_some() || m.data.is_some() || !m.other.is_empty() {
+            out.push(m);
+        }
+        start = end;
+    }
+    out
+}
+
 /// One request and its answer.
 struct Exchange {
     method: Method,
@@ -207,22 +265,55 @@ fn template_of(path: &str) -> Option<&'static str> {
 
 /// Checks every exchange against the spec, collecting failures.
 struct Checker {
-    app: TestApp,
+    /// The server under test, `http://127.0.0.1:<port>`; several servers are
+    /// checked in turn (open, and with tokens).
+    base: String,
+    client: reqwest::Client,
+    /// The `Authorization` header sent with every request, if any.
+    auth: Option<String>,
     failures: Vec<String>,
     /// (METHOD template, status) pairs seen, for the coverage summary.
     seen: BTreeSet<(String, String, u16)>,
+    /// The headers of the last exchange judged.
+    last_headers: reqwest::header::HeaderMap,
     count: usize,
 }
 
 impl Checker {
+    fn new(base: &str) -> Checker {
+        Checker {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+            auth: None,
+            failures: Vec::new(),
+            seen: BTreeSet::new(),
+            last_headers: Default::default(),
+            count: 0,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The last judged exchange's header `name`.
+    fn last_header(&self, name: &str) -> Option<String> {
+        self.last_headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
+    }
+
     async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Exchange {
-        let mut req = self.app.client.request(method.clone(), self.app.url(path));
+        let mut req = self.client.request(method.clone(), self.url(path));
+        if let Some(auth) = &self.auth {
+            req = req.header("authorization", auth);
+        }
         if let Some((ct, bytes)) = body {
             req = req.header("content-type", ct).body(bytes);
         }
-        let res = req
-            .send()
+        let res = tokio::time::timeout(WAIT, req.send())
             .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within {WAIT:?}"))
             .unwrap_or_else(|e| panic!("{method} {path}: request failed: {e}"));
         let header = |name: &str| {
             res.headers()
@@ -234,7 +325,10 @@ impl Checker {
         let request_id = header("x-request-id");
         let allow = header("allow");
         let headers = res.headers().clone();
-        let body = res.text().await.unwrap_or_default();
+        let body = tokio::time::timeout(WAIT, res.text())
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: the body did not end within {WAIT:?}"))
+            .unwrap_or_default();
         Exchange {
             method,
             path: path.to_owned(),
@@ -250,6 +344,12 @@ impl Checker {
     /// Send, check against the spec and the expected status; returns the body.
     async fn expect(&mut self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>, status: u16) -> Value {
         let ex = self.send(method, path, body).await;
+        self.judge(&ex, status);
+        ex.json()
+    }
+
+    /// Check one exchange against the expected status and the spec.
+    fn judge(&mut self, ex: &Exchange, status: u16) {
         if ex.status != status {
             self.failures.push(format!(
                 "expected status {status}, got {}\n  {}",
@@ -257,13 +357,124 @@ impl Checker {
                 ex.describe()
             ));
         }
-        let errs = self.check(&ex);
+        let errs = self.check(ex);
         if !errs.is_empty() {
             self.failures
                 .push(format!("{}\n  - {}", ex.describe(), errs.join("\n  - ")));
         }
+        self.last_headers = ex.headers.clone();
         self.count += 1;
-        ex.json()
+    }
+
+    /// Open `GET path` on the live feed: the response once its headers are in.
+    async fn stream_open(&mut self, path: &str, last_event_id: Option<&str>) -> Option<reqwest::Response> {
+        let mut req = self.client.get(self.url(path)).header("accept", "text/event-stream");
+        if let Some(auth) = &self.auth {
+            req = req.header("authorization", auth);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        match tokio::time::timeout(WAIT, req.send()).await {
+            Ok(Ok(res)) => Some(res),
+            Ok(Err(e)) => {
+                self.failures.push(format!("GET {path}: request failed: {e}"));
+                None
+            }
+            Err(_) => {
+                self.failures
+                    .push(format!("GET {path}: no response headers within {WAIT:?}"));
+                None
+            }
+        }
+    }
+
+    /// Read an opened feed up to the end of its first event (never to the end:
+    /// a 200 stream does not end), or a non-200 answer to its end; check that
+    /// against the spec, then drop the connection. Returns the first event's
+    /// `id` and `data` when there is one.
+    async fn stream_read(&mut self, path: &str, mut res: reqwest::Response, status: u16) -> Option<(u64, Value)> {
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned())
+        };
+        let code = res.status().as_u16();
+        let content_type = header("content-type");
+        let request_id = header("x-request-id");
+        let allow = header("allow");
+        let headers = res.headers().clone();
+        let mut first = None;
+        let body = if code == 200 {
+            if !content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("text/event-stream"))
+            {
+                self.failures.push(format!(
+                    "GET {path}: a 200 from the feed is not text/event-stream: {content_type:?}"
+                ));
+            }
+            let deadline = tokio::time::Instant::now() + WAIT;
+            let mut raw: Vec<u8> = Vec::new();
+            let body = loop {
+                let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+                if let Some(m) = sse_messages(&text).into_iter().next() {
+                    let id = m.id.as_deref().and_then(|i| i.parse::<u64>().ok());
+                    let data = m.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok());
+                    if let (Some(id), Some(data)) = (id, data) {
+                        first = Some((id, data));
+                    }
+                    break text[..m.end].to_owned();
+                }
+                match tokio::time::timeout_at(deadline, res.chunk()).await {
+                    Ok(Ok(Some(chunk))) => raw.extend_from_slice(&chunk),
+                    Ok(Ok(None)) => {
+                        self.failures
+                            .push(format!("GET {path}: the stream ended before its first event: {text:?}"));
+                        break text;
+                    }
+                    Ok(Err(e)) => {
+                        self.failures
+                            .push(format!("GET {path}: reading the stream failed: {e}"));
+                        break text;
+                    }
+                    Err(_) => {
+                        self.failures
+                            .push(format!("GET {path}: no complete event within {WAIT:?}: {text:?}"));
+                        break text;
+                    }
+                }
+            };
+            drop(res); // closes the connection: the feed never ends on its own
+            body
+        } else {
+            match tokio::time::timeout(WAIT, res.text()).await {
+                Ok(body) => body.unwrap_or_default(),
+                Err(_) => {
+                    self.failures
+                        .push(format!("GET {path}: a {code} body did not end within {WAIT:?}"));
+                    String::new()
+                }
+            }
+        };
+        let ex = Exchange {
+            method: Method::GET,
+            path: path.to_owned(),
+            status: code,
+            content_type,
+            request_id,
+            allow,
+            headers,
+            body,
+        };
+        self.judge(&ex, status);
+        first
+    }
+
+    /// `stream_open` then `stream_read`.
+    async fn stream(&mut self, path: &str, last_event_id: Option<&str>, status: u16) -> Option<(u64, Value)> {
+        let res = self.stream_open(path, last_event_id).await?;
+        self.stream_read(path, res, status).await
     }
 
     async fn get(&mut self, path: &str, status: u16) -> Value {
@@ -308,17 +519,27 @@ impl Checker {
         // Find the response object for (method, template, status).
         let response_pointer: String = match template {
             None => {
-                // No route: the spec says any other path answers 404 not_found.
-                if ex.status != 404 {
-                    errs.push(format!("a path without a route answered {}, not 404", ex.status));
-                    return errs;
+                // No route: the spec says any other path answers 404 not_found,
+                // unless the token check (before routing) refused it first.
+                match ex.status {
+                    404 => "#/components/responses/NotFound".to_owned(),
+                    401 | 403 | 429 => before_routing(ex.status).to_owned(),
+                    _ => {
+                        errs.push(format!(
+                            "a path without a route answered {}, not 404 (nor 401, 403, 429)",
+                            ex.status
+                        ));
+                        return errs;
+                    }
                 }
-                "#/components/responses/NotFound".to_owned()
             }
             Some(t) => {
                 self.seen.insert((ex.method.to_string(), t.to_owned(), ex.status));
                 let op_pointer = format!("#/paths/{}/{}", esc(t), method);
-                if spec().pointer(&op_pointer[1..]).is_none() {
+                if spec().pointer(&op_pointer[1..]).is_none() && matches!(ex.status, 401 | 403 | 429) {
+                    // Refused by the token check, which runs before routing.
+                    before_routing(ex.status).to_owned()
+                } else if spec().pointer(&op_pointer[1..]).is_none() {
                     // A known path with an undocumented method: 405 from components.
                     if ex.status != 405 {
                         errs.push(format!(
@@ -373,12 +594,29 @@ impl Checker {
         let response_pointer = deref(response_pointer);
         let response = at(&response_pointer);
 
-        // Every header the response object documents as required is present.
+        // Every header the response object documents as required is present,
+        // and every documented header present satisfies its schema.
         if let Some(headers) = response.get("headers").and_then(Value::as_object) {
             for name in headers.keys() {
-                let h = at(&deref(format!("{response_pointer}/headers/{}", esc(name))));
-                if h["required"] == json!(true) && !ex.headers.contains_key(name.as_str()) {
-                    errs.push(format!("documented required header {name} is missing"));
+                let h_pointer = deref(format!("{response_pointer}/headers/{}", esc(name)));
+                let h = at(&h_pointer);
+                let Some(value) = ex.headers.get(name.as_str()) else {
+                    if h["required"] == json!(true) {
+                        errs.push(format!("documented required header {name} is missing"));
+                    }
+                    continue;
+                };
+                if h.get("schema").is_none() {
+                    continue;
+                }
+                let text = value.to_str().unwrap_or("<non-ascii>").to_owned();
+                let instance = if h["schema"]["type"] == json!("integer") {
+                    text.parse::<i64>().map(Value::from).unwrap_or(Value::String(text))
+                } else {
+                    Value::String(text)
+                };
+                for e in errors_against(&format!("{h_pointer}/schema"), &instance) {
+                    errs.push(format!("header {name}: {instance} {e}"));
                 }
             }
         }
@@ -403,6 +641,60 @@ impl Checker {
             ));
             return errs;
         }
+        if media == "text/event-stream" {
+            // Each message: `id` a seq, `data` one JSON document that validates
+            // against the schema the spec names in `x-sse-data-schema`.
+            let data_pointer = format!("{response_pointer}/content/{}/x-sse-data-schema", esc(&media));
+            if spec().pointer(&data_pointer[1..]).is_none() {
+                errs.push(format!(
+                    "{response_pointer} documents text/event-stream without x-sse-data-schema"
+                ));
+                return errs;
+            }
+            let messages = sse_messages(&ex.body);
+            if messages.is_empty() {
+                errs.push("the stream carried no complete event".to_owned());
+            }
+            for m in &messages {
+                if !m.other.is_empty() {
+                    errs.push(format!("undocumented event-stream fields {:?}", m.other));
+                }
+                let id = m.id.as_deref().and_then(|i| i.parse::<u64>().ok()).filter(|&i| i >= 1);
+                if id.is_none() {
+                    errs.push(format!("an event whose id is not a seq: {:?}", m.id));
+                }
+                let Some(data) = m.data.as_deref() else {
+                    errs.push("an event without data".to_owned());
+                    continue;
+                };
+                match serde_json::from_str::<Value>(data) {
+                    Err(e) => errs.push(format!("event data is not JSON: {e}")),
+                    Ok(v) => {
+                        errs.extend(errors_against(&data_pointer, &v));
+                        if let Some(id) = id {
+                            if v["seq"] != json!(id) {
+                                errs.push(format!("event id {id} differs from its data's seq {}", v["seq"]));
+                            }
+                        }
+                    }
+                }
+            }
+            return errs;
+        }
+        let schema_pointer = format!("{response_pointer}/content/{}/schema", esc(&media));
+        if media == "text/plain" {
+            // A text body: a string against the schema; the metrics in the
+            // Prometheus text format, each one the spec names and no other.
+            errs.extend(errors_against(&schema_pointer, &Value::String(ex.body.clone())));
+            if template == Some("/metrics") && ex.status == 200 {
+                let ct = ex.content_type.as_deref().unwrap_or("").replace(' ', "");
+                if !ct.contains(";version=0.0.4") {
+                    errs.push(format!("metrics content type {ct:?} lacks version=0.0.4"));
+                }
+                errs.extend(prometheus_errors(&ex.body, true));
+            }
+            return errs;
+        }
         let instance: Value = match serde_json::from_str(&ex.body) {
             Ok(v) => v,
             Err(e) => {
@@ -410,7 +702,6 @@ impl Checker {
                 return errs;
             }
         };
-        let schema_pointer = format!("{response_pointer}/content/{}/schema", esc(&media));
         errs.extend(errors_against(&schema_pointer, &instance));
 
         // Problems: `status` matches the HTTP status, `type` names the code.
@@ -431,6 +722,99 @@ impl Checker {
     }
 }
 
+/// The component response for a refusal by the token check, which runs before
+/// routing (so it can answer on any path).
+fn before_routing(status: u16) -> &'static str {
+    match status {
+        401 => "#/components/responses/Unauthorized",
+        403 => "#/components/responses/Forbidden",
+        _ => "#/components/responses/RateLimited",
+    }
+}
+
+/// The metric names `GET /metrics` documents: each backticked `sitrep_...` in
+/// its description, labels left off, with whether it has labels (a labelled
+/// family is served once it has a first sample).
+fn documented_metrics() -> BTreeMap<String, bool> {
+    let doc = spec()["paths"]["/metrics"]["get"]["description"]
+        .as_str()
+        .expect("GET /metrics has a description");
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.starts_with("sitrep_"))
+        .map(|t| (t.split('{').next().unwrap_or(t).to_owned(), t.contains('{')))
+        .collect()
+}
+
+/// Problems with a Prometheus text format (0.0.4) body: every sample line is
+/// `name{labels} value` of a family declared by a `# TYPE` line. With
+/// `complete`, the `sitrep_` families are exactly those the spec documents.
+fn prometheus_errors(body: &str, complete: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut typed = BTreeSet::new();
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for line in body.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            match rest.split(' ').collect::<Vec<_>>()[..] {
+                [name, "counter" | "gauge" | "histogram" | "summary" | "untyped"] if is_name(name) => {
+                    typed.insert(name.to_owned());
+                }
+                _ => errs.push(format!("a bad TYPE line: {line:?}")),
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue; // a comment
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            errs.push(format!("a sample without a value: {line:?}"));
+            continue;
+        };
+        if value.parse::<f64>().is_err() {
+            errs.push(format!("a sample whose value is not a number: {line:?}"));
+        }
+        let name = series.split('{').next().unwrap_or(series);
+        if !is_name(name) || (series.contains('{') && !series.ends_with('}')) {
+            errs.push(format!("a sample with a bad name or labels: {line:?}"));
+            continue;
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        if !typed.contains(family) {
+            errs.push(format!("a sample of a family without a TYPE line: {line:?}"));
+        }
+    }
+    if complete {
+        let served: BTreeSet<String> = typed.into_iter().filter(|n| n.starts_with("sitrep_")).collect();
+        let documented = documented_metrics();
+        let missing: Vec<_> = documented
+            .iter()
+            .filter(|(name, labelled)| !**labelled && !served.contains(*name))
+            .map(|(name, _)| name)
+            .collect();
+        let undocumented: Vec<_> = served.iter().filter(|n| !documented.contains_key(*n)).collect();
+        if !missing.is_empty() {
+            errs.push(format!("metrics the spec documents are not served: {missing:?}"));
+        }
+        if !undocumented.is_empty() {
+            errs.push(format!(
+                "metrics served but not documented in the spec: {undocumented:?}"
+            ));
+        }
+    }
+    errs
+}
+
 const EVENTS: &str = "/v1/events";
 
 fn src() -> Value {
@@ -439,17 +823,16 @@ fn src() -> Value {
 
 #[tokio::test]
 async fn responses_validate_against_the_spec() {
+    // Without tokens the server runs open (on loopback): no request needs a
+    // token. The statuses only tokens bring (401, 403, 429) are exercised on
+    // servers with tokens at the end.
     let app = spawn_demo_app().await;
-    let mut c = Checker {
-        app,
-        failures: Vec::new(),
-        seen: BTreeSet::new(),
-        count: 0,
-    };
+    let mut c = Checker::new(&app.address);
 
     // --- reads on the demo --------------------------------------------------
     c.get("/healthz", 200).await;
     c.get("/readyz", 200).await;
+    c.get("/metrics", 200).await;
     let head = c.get("/v1/audit/head", 200).await;
     let head_seq = head["seq"].as_u64().expect("head seq");
     assert!(head_seq > 10, "the demo is loaded: {head}");
@@ -519,6 +902,86 @@ async fn responses_validate_against_the_spec() {
         c.get(&format!("/v1/actors/{id}?at_seq=4"), 200).await;
     }
 
+    // --- proofs ---------------------------------------------------------------
+    let head_root = head["root"].clone();
+    let incl = c.get("/v1/audit/proof/inclusion?seq=3", 200).await;
+    if incl["tree_size"] != json!(head_seq) || incl["leaf_index"] != json!(2) || incl["root"] != head_root {
+        c.failures.push(format!(
+            "inclusion?seq=3 is not a proof in the head tree ({head_seq}, {head_root}): {incl}"
+        ));
+    }
+    let incl17 = c.get("/v1/audit/proof/inclusion?seq=5&tree_size=17", 200).await;
+    c.get("/v1/audit/proof/inclusion?seq=1&tree_size=1", 200).await;
+    c.get("/v1/audit/proof/inclusion?seq=1&tree_size=2", 200).await;
+    c.get("/v1/audit/proof/inclusion?seq=17&tree_size=17", 200).await;
+    c.get(&format!("/v1/audit/proof/inclusion?seq={head_seq}"), 200).await;
+    c.get(&format!("/v1/audit/proof/inclusion?tree_size={head_seq}&seq=1"), 200)
+        .await;
+    let cons = c.get("/v1/audit/proof/consistency?first=8&second=17", 200).await;
+    if cons["second_root"] != incl17["root"] {
+        c.failures.push(format!(
+            "the tree of 17 has two roots: consistency {cons} vs inclusion {incl17}"
+        ));
+    }
+    let to_head = c.get("/v1/audit/proof/consistency?first=17", 200).await;
+    if to_head["second"] != json!(head_seq)
+        || to_head["second_root"] != head_root
+        || to_head["first_root"] != incl17["root"]
+    {
+        c.failures.push(format!(
+            "consistency?first=17 does not end at the head ({head_seq}, {head_root}): {to_head}"
+        ));
+    }
+    c.get("/v1/audit/proof/consistency?first=1", 200).await;
+    c.get("/v1/audit/proof/consistency?first=1&second=1", 200).await;
+    let same = c
+        .get(
+            &format!("/v1/audit/proof/consistency?first={head_seq}&second={head_seq}"),
+            200,
+        )
+        .await;
+    if same["proof"] != json!([]) || same["first_root"] != head_root {
+        c.failures.push(format!("equal sizes need an empty proof: {same}"));
+    }
+
+    // --- the live feed: read up to the first event only -----------------------
+    let all = c.get("/v1/events?limit=1000", 200).await;
+    let nth = |seq: u64| all["events"][seq as usize - 1].clone();
+    for (path, last_event_id, want) in [
+        ("/v1/events/stream".to_owned(), None, 1),
+        ("/v1/events/stream?after=0".to_owned(), None, 1),
+        ("/v1/events/stream?after=10".to_owned(), None, 11),
+        (format!("/v1/events/stream?after={}", head_seq - 1), None, head_seq),
+        // Last-Event-ID wins over `after`.
+        ("/v1/events/stream?after=1".to_owned(), Some("5"), 6),
+        ("/v1/events/stream".to_owned(), Some("0"), 1),
+    ] {
+        match c.stream(&path, last_event_id, 200).await {
+            Some((id, e)) if id == want && e == nth(want) => {}
+            other => c.failures.push(format!(
+                "GET {path} (Last-Event-ID {last_event_id:?}): the first event should be seq {want} exactly as \
+                 GET /v1/events has it, got {other:?}"
+            )),
+        }
+    }
+    for filter in [
+        "type=control_established",
+        "location=aleppo",
+        "actor=hts",
+        "actor=hts&location=aleppo&type=forces_entered",
+        "after=10&type=control_established",
+    ] {
+        let listed = c.get(&format!("/v1/events?{filter}&limit=1"), 200).await;
+        let path = format!("/v1/events/stream?{filter}");
+        match c.stream(&path, None, 200).await {
+            Some((id, e)) if json!(id) == listed["events"][0]["seq"] && e == listed["events"][0] => {}
+            other => c.failures.push(format!(
+                "GET {path}: the first event should be GET /v1/events?{filter}'s first, {}, got {other:?}",
+                listed["events"][0]
+            )),
+        }
+    }
+
     // --- appends ------------------------------------------------------------
     let withdrew = json!({
         "id": "0193a0b2-5f1e-7c3a-9a41-2f1d7e6b8c90",
@@ -529,7 +992,27 @@ async fn responses_validate_against_the_spec() {
         "data": {"actor": "hts"}
     });
     c.request_is_valid(&withdrew);
+    // Opened at the head: the first event it carries is the live one appended next.
+    let live_path = format!("/v1/events/stream?after={head_seq}&location=aleppo-south");
+    let live = c.stream_open(&live_path, None).await;
     let receipt = c.post(&withdrew, 201).await;
+    if let Some(res) = live {
+        match c.stream_read(&live_path, res, 200).await {
+            Some((id, e)) if json!(id) == receipt["seq"] && e["hash"] == receipt["hash"] => {}
+            other => c.failures.push(format!(
+                "GET {live_path}: the live event should be the one just appended ({receipt}), got {other:?}"
+            )),
+        }
+    }
+    let stored = c
+        .get(&format!("/v1/events/{}", withdrew["id"].as_str().unwrap()), 200)
+        .await;
+    if stored["recorded_by"] != "anonymous" {
+        c.failures.push(format!(
+            "an open server records `anonymous`, not {}",
+            stored["recorded_by"]
+        ));
+    }
     let retry = c.post(&withdrew, 200).await;
     if receipt != retry {
         c.failures
@@ -590,6 +1073,7 @@ async fn responses_validate_against_the_spec() {
     for path in [
         "/healthz?verbose=1",
         "/readyz?x=1",
+        "/metrics?format=json",
         "/v1/events?page=2",
         "/v1/events?limit=0",
         "/v1/events?limit=1001",
@@ -615,6 +1099,61 @@ async fn responses_validate_against_the_spec() {
         c.get(path, 400).await;
     }
     c.get(&format!("/v1/events/{first_id}?x=1"), 400).await;
+    let head_now = c.get("/v1/audit/head", 200).await["seq"].as_u64().expect("head seq");
+    let beyond = head_now + 1;
+    for path in [
+        // inclusion: seq missing, 0, > tree_size, > the head; tree_size 0 or beyond the head;
+        // not integers; unknown or repeated parameters
+        "/v1/audit/proof/inclusion".to_owned(),
+        "/v1/audit/proof/inclusion?tree_size=5".to_owned(),
+        "/v1/audit/proof/inclusion?seq=0".to_owned(),
+        "/v1/audit/proof/inclusion?seq=0&tree_size=5".to_owned(),
+        "/v1/audit/proof/inclusion?seq=6&tree_size=5".to_owned(),
+        format!("/v1/audit/proof/inclusion?seq={beyond}"),
+        "/v1/audit/proof/inclusion?seq=1&tree_size=0".to_owned(),
+        format!("/v1/audit/proof/inclusion?seq=1&tree_size={beyond}"),
+        "/v1/audit/proof/inclusion?seq=x".to_owned(),
+        "/v1/audit/proof/inclusion?seq=-1".to_owned(),
+        "/v1/audit/proof/inclusion?seq=1.5".to_owned(),
+        "/v1/audit/proof/inclusion?seq=".to_owned(),
+        "/v1/audit/proof/inclusion?seq=1&tree_size=big".to_owned(),
+        "/v1/audit/proof/inclusion?seq=1&seq=2".to_owned(),
+        "/v1/audit/proof/inclusion?seq=1&size=3".to_owned(),
+        "/v1/audit/proof/inclusion?index=0".to_owned(),
+        // consistency: first missing, 0, > second; second 0 or beyond the head; ...
+        "/v1/audit/proof/consistency".to_owned(),
+        "/v1/audit/proof/consistency?second=5".to_owned(),
+        "/v1/audit/proof/consistency?first=0".to_owned(),
+        "/v1/audit/proof/consistency?first=0&second=5".to_owned(),
+        "/v1/audit/proof/consistency?first=9&second=8".to_owned(),
+        format!("/v1/audit/proof/consistency?first={beyond}"),
+        "/v1/audit/proof/consistency?first=1&second=0".to_owned(),
+        "/v1/audit/proof/consistency?first=0&second=0".to_owned(),
+        format!("/v1/audit/proof/consistency?first=1&second={beyond}"),
+        "/v1/audit/proof/consistency?first=x".to_owned(),
+        "/v1/audit/proof/consistency?first=1&second=-2".to_owned(),
+        "/v1/audit/proof/consistency?first=1&first=2".to_owned(),
+        "/v1/audit/proof/consistency?first=1&to=2".to_owned(),
+    ] {
+        c.get(&path, 400).await;
+    }
+    // The feed refuses bad parameters (and a Last-Event-ID that is not a seq)
+    // before it starts; read through `stream` anyway, so a 200 cannot hang.
+    for (path, last_event_id) in [
+        ("/v1/events/stream?after=x", None),
+        ("/v1/events/stream?after=-1", None),
+        ("/v1/events/stream?after=1&after=2", None),
+        ("/v1/events/stream?limit=10", None),
+        ("/v1/events/stream?colour=red", None),
+        ("/v1/events/stream?type=invasion", None),
+        ("/v1/events/stream?location=Not_A_Slug", None),
+        ("/v1/events/stream?actor=Not_A_Slug", None),
+        ("/v1/events/stream", Some("abc")),
+        ("/v1/events/stream", Some("-1")),
+        ("/v1/events/stream?after=3", Some("1.5")),
+    ] {
+        c.stream(path, last_event_id, 400).await;
+    }
     // 422 validation_failed
     let mut typo = withdrew.clone();
     typo["id"] = json!("0193a0b4-0000-7000-8000-000000000001");
@@ -689,8 +1228,9 @@ async fn responses_validate_against_the_spec() {
         "/v1/nope",
         "/",
         "/v2/events",
-        "/v1/events/stream",
-        "/v1/audit/proof/inclusion?seq=1&tree_size=2",
+        "/v1/events/stream/1",
+        "/v1/audit/proof",
+        "/v1/audit/proof/exclusion?seq=1",
     ] {
         c.get(path, 404).await;
     }
@@ -729,12 +1269,21 @@ async fn responses_validate_against_the_spec() {
     .await;
     c.expect(Method::POST, "/healthz", None, 405).await;
     c.expect(Method::PUT, "/v1/audit/head", None, 405).await;
+    c.expect(Method::POST, "/v1/events/stream", None, 405).await;
+    c.expect(Method::DELETE, "/v1/audit/proof/inclusion?seq=1", None, 405)
+        .await;
+    c.expect(
+        Method::POST,
+        "/v1/audit/proof/consistency",
+        Some(("application/json", b"{}".to_vec())),
+        405,
+    )
+    .await;
 
     // An incoming x-request-id is echoed.
     let res = c
-        .app
         .client
-        .get(c.app.url("/healthz"))
+        .get(c.url("/healthz"))
         .header("x-request-id", "spec-test-42")
         .send()
         .await
@@ -749,9 +1298,8 @@ async fn responses_validate_against_the_spec() {
     // An unacceptable one (too long) is replaced by a generated one.
     let long = "x".repeat(129);
     let res = c
-        .app
         .client
-        .get(c.app.url("/healthz"))
+        .get(c.url("/healthz"))
         .header("x-request-id", &long)
         .send()
         .await
@@ -762,6 +1310,11 @@ async fn responses_validate_against_the_spec() {
             .failures
             .push(format!("a 129-char x-request-id was not replaced: {other:?}")),
     }
+
+    // Everything again, with tokens.
+    app.stop().await;
+    with_tokens(&mut c).await;
+    rate_limited(&mut c).await;
 
     // Every documented (operation, status) other than 503 was exercised at least
     // once, so the spec has no response this test never checks.
@@ -784,16 +1337,295 @@ async fn responses_validate_against_the_spec() {
         ));
     }
 
-    let Checker {
-        app, failures, count, ..
-    } = c;
-    app.stop().await;
+    let Checker { failures, count, .. } = c;
     assert!(
         failures.is_empty(),
         "{} of {count} exchanges disagree with api-spec/openapi.yaml:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// 2b. With tokens: 401, 403, 429 and the roles
+// ---------------------------------------------------------------------------
+
+/// A server on the demo with a tokens file, in this process.
+struct Secured {
+    address: String,
+    /// principal -> its bearer token
+    tokens: HashMap<String, String>,
+    handle: sitrep::startup::StopHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Secured {
+    /// `who`: (principal, role) pairs, one fresh token each; `rate_per_second`
+    /// as `--rate-limit` (0: no limit).
+    async fn spawn(who: &[(&str, &str)], rate_per_second: u32) -> Secured {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut file = String::from("# principal role sha256-of-the-token\n");
+        let mut tokens = HashMap::new();
+        for (principal, role) in who {
+            let (token, hash) = sitrep::auth::new_token();
+            file.push_str(&format!("{principal} {role} {hash}\n"));
+            tokens.insert((*principal).to_owned(), token);
+        }
+        let path = tmp.path().join("tokens");
+        std::fs::write(&path, file).expect("tokens file written");
+        let mut settings = Settings::new(tmp.path().join("data"), "127.0.0.1:0");
+        settings.demo = true;
+        settings.workers = 2;
+        settings.tokens = Some(path);
+        settings.rate_per_second = rate_per_second;
+        let app = Application::build(settings)
+            .await
+            .expect("the server starts with tokens");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.stop_handle();
+        let running = tokio::spawn(app.run_until_stopped());
+        Secured {
+            address,
+            tokens,
+            handle,
+            running,
+            _tmp: tmp,
+        }
+    }
+
+    /// The `Authorization` header of `principal`.
+    fn bearer(&self, principal: &str) -> Option<String> {
+        Some(format!("Bearer {}", self.tokens[principal]))
+    }
+
+    async fn stop(self) {
+        self.handle.stop().await;
+        self.running.await.expect("server task").expect("server ran");
+    }
+}
+
+/// Every route that needs a token: all but the probes.
+fn guarded_routes() -> Vec<(&'static str, &'static str)> {
+    sitrep::api::ROUTES
+        .iter()
+        .copied()
+        .filter(|(_, p)| !matches!(*p, "/healthz" | "/readyz"))
+        .collect()
+}
+
+/// A concrete request path for a route template.
+fn sample_path(template: &str) -> String {
+    match template {
+        "/v1/events/{id}" => "/v1/events/0193a0b6-0000-7000-8000-000000000000".to_owned(),
+        "/v1/locations/{id}" => "/v1/locations/aleppo".to_owned(),
+        "/v1/locations/{id}/events" => "/v1/locations/aleppo/events".to_owned(),
+        "/v1/actors/{id}" => "/v1/actors/hts".to_owned(),
+        "/v1/audit/proof/inclusion" => "/v1/audit/proof/inclusion?seq=1".to_owned(),
+        "/v1/audit/proof/consistency" => "/v1/audit/proof/consistency?first=1".to_owned(),
+        "/v1/events/stream" => "/v1/events/stream?after=0".to_owned(),
+        other => {
+            assert!(!other.contains('{'), "no sample path for {other}");
+            other.to_owned()
+        }
+    }
+}
+
+/// A valid new event on the demo (server-assigned id: each accepted post appends).
+fn sample_event() -> Value {
+    json!({"type": "report", "location": "aleppo", "occurred_at": "2024-12-01T00:00:00Z",
+           "source": src(), "data": {"summary": "posted with a token"}})
+}
+
+/// One request to a route (a feed through `stream`, so a 200 cannot hang).
+async fn hit(c: &mut Checker, method: &str, template: &str, status: u16) {
+    let path = sample_path(template);
+    match (method, template) {
+        ("GET", "/v1/events/stream") => {
+            c.stream(&path, None, status).await;
+        }
+        ("POST", _) => {
+            c.post_raw(
+                &path,
+                "application/json",
+                sample_event().to_string().into_bytes(),
+                status,
+            )
+            .await;
+        }
+        (m, _) => {
+            c.expect(Method::from_bytes(m.as_bytes()).expect("a method"), &path, None, status)
+                .await;
+        }
+    }
+}
+
+/// The last answer's `WWW-Authenticate` is `want`.
+fn challenge_is(c: &mut Checker, what: &str, want: &str) {
+    let got = c.last_header("www-authenticate");
+    if got.as_deref() != Some(want) {
+        c.failures
+            .push(format!("{what}: WWW-Authenticate should be {want:?}, got {got:?}"));
+    }
+}
+
+async fn with_tokens(c: &mut Checker) {
+    let s = Secured::spawn(
+        &[
+            ("ada", "admin"),
+            ("rita", "reader"),
+            ("paul", "reporter"),
+            ("prom", "metrics"),
+        ],
+        0,
+    )
+    .await;
+    c.base = s.address.clone();
+    const MISSING: &str = "Bearer realm=\"sitrep\"";
+    const INVALID: &str = "Bearer realm=\"sitrep\", error=\"invalid_token\"";
+
+    // The probes never need a token, and ignore a wrong one.
+    c.auth = None;
+    c.get("/healthz", 200).await;
+    c.get("/readyz", 200).await;
+    c.get("/healthz?verbose=1", 400).await;
+    c.expect(Method::POST, "/healthz", None, 405).await;
+    c.auth = Some("Bearer st_not-a-token".into());
+    c.get("/healthz", 200).await;
+    c.get("/readyz", 200).await;
+
+    // 401 on every other route: no token, then an unknown one.
+    for (auth, challenge) in [(None, MISSING), (Some("Bearer st_not-a-token"), INVALID)] {
+        c.auth = auth.map(str::to_owned);
+        for (method, template) in guarded_routes() {
+            hit(c, method, template, 401).await;
+            challenge_is(c, &format!("{method} {template} with {auth:?}"), challenge);
+        }
+        // Before routing: an unknown path, an unserved method.
+        c.get("/v1/nope", 401).await;
+        challenge_is(c, "GET /v1/nope", challenge);
+        c.expect(Method::DELETE, EVENTS, None, 401).await;
+        challenge_is(c, "DELETE /v1/events", challenge);
+    }
+    // A malformed Authorization header counts as none; the scheme is case-insensitive.
+    let ada = s.tokens["ada"].clone();
+    for auth in [
+        format!("Basic {ada}"),
+        ada.clone(),
+        "Bearer".to_owned(),
+        format!("Token {ada}"),
+    ] {
+        c.auth = Some(auth.clone());
+        c.get("/v1/locations", 401).await;
+        challenge_is(c, &format!("Authorization: {auth}"), MISSING);
+        c.get("/metrics", 401).await;
+    }
+    c.auth = Some(format!("bearer {ada}"));
+    c.get("/v1/locations", 200).await;
+    // A token of another server's file is unknown here.
+    c.auth = Some(format!("Bearer {}", sitrep::auth::new_token().0));
+    c.get("/v1/audit/head", 401).await;
+    challenge_is(c, "a token not in the file", INVALID);
+
+    // 403: the metrics role may only scrape.
+    c.auth = s.bearer("prom");
+    for (method, template) in guarded_routes() {
+        if template != "/metrics" {
+            hit(c, method, template, 403).await;
+        }
+    }
+    c.get("/metrics", 200).await;
+    // A reader reads, and may neither append nor scrape (nor POST anywhere).
+    c.auth = s.bearer("rita");
+    c.post(&sample_event(), 403).await;
+    c.get("/metrics", 403).await;
+    c.post_raw("/v1/locations", "application/json", b"{}".to_vec(), 403)
+        .await;
+    c.expect(Method::DELETE, EVENTS, None, 405).await;
+    c.get("/v1/nope", 404).await;
+    c.get("/v1/locations", 200).await;
+    c.get("/v1/locations/aleppo", 200).await;
+    c.get("/v1/audit/head", 200).await;
+    if c.stream("/v1/events/stream?after=0", None, 200).await.is_none() {
+        c.failures.push("a reader cannot follow the feed".to_owned());
+    }
+    // A reporter appends, recorded under its principal; it may not scrape.
+    c.auth = s.bearer("paul");
+    c.get("/metrics", 403).await;
+    let receipt = c.post(&sample_event(), 201).await;
+    if let Some(id) = receipt["id"].as_str() {
+        let stored = c.get(&format!("/v1/events/{id}"), 200).await;
+        if stored["recorded_by"] != "paul" {
+            c.failures.push(format!(
+                "an event appended with paul's token is recorded by {}",
+                stored["recorded_by"]
+            ));
+        }
+    }
+    // An admin does everything.
+    c.auth = s.bearer("ada");
+    c.post(&sample_event(), 201).await;
+    c.get("/v1/events?limit=2", 200).await;
+    c.get("/metrics", 200).await;
+    c.get("/metrics?name=sitrep_log_events", 400).await;
+
+    c.auth = None;
+    s.stop().await;
+}
+
+/// 429 on every guarded route: a principal held to one request a second.
+async fn rate_limited(c: &mut Checker) {
+    let s = Secured::spawn(&[("flood", "admin"), ("ada", "admin")], 1).await;
+    c.base = s.address.clone();
+    c.auth = s.bearer("flood");
+    for (method, template) in guarded_routes() {
+        let mut limited = false;
+        for _ in 0..5 {
+            // Spend the second's one request (it may itself be refused), then
+            // the route at once: refused unless a new second began in between.
+            let burn = c.send(Method::GET, "/v1/audit/head", None).await;
+            let status = burn.status;
+            c.judge(&burn, status);
+            let path = sample_path(template);
+            let status = if template == "/v1/events/stream" {
+                let Some(res) = c.stream_open(&path, None).await else {
+                    break;
+                };
+                let status = res.status().as_u16();
+                c.stream_read(&path, res, status).await;
+                status
+            } else {
+                let body = (method == "POST").then(|| ("application/json", sample_event().to_string().into_bytes()));
+                let ex = c
+                    .send(Method::from_bytes(method.as_bytes()).expect("a method"), &path, body)
+                    .await;
+                let status = ex.status;
+                c.judge(&ex, status);
+                status
+            };
+            if status == 429 {
+                limited = true;
+                match c.last_header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+                    Some(secs) if secs >= 1 => {}
+                    other => c
+                        .failures
+                        .push(format!("{method} {path}: 429 with Retry-After {other:?}")),
+                }
+                break;
+            }
+        }
+        if !limited {
+            c.failures
+                .push(format!("{method} {template}: no 429 over a rate limit of 1 a second"));
+        }
+    }
+    // The limit is per principal: another one is served meanwhile, and a
+    // request without a token is refused as unauthorized, not limited.
+    c.auth = s.bearer("ada");
+    c.get("/v1/audit/head", 200).await;
+    c.auth = None;
+    c.get("/v1/audit/head", 401).await;
+    s.stop().await;
 }
 
 // ---------------------------------------------------------------------------
@@ -910,6 +1742,14 @@ fn every_spec_example_validates_against_its_schema() {
         ));
     }
 
+    // The metrics example is the Prometheus text format.
+    let metrics = at("#/paths/~1metrics/get/responses/200/content/text~1plain/example")
+        .as_str()
+        .expect("the metrics example is text");
+    for e in prometheus_errors(metrics, false) {
+        failures.push(format!("the /metrics example: {e}"));
+    }
+
     assert!(
         failures.is_empty(),
         "{} of {} spec examples are invalid:\n\n{}",
@@ -961,4 +1801,25 @@ fn the_spec_validator_rejects_wrong_bodies() {
     for wrong in [bad_data, upper_id] {
         assert!(!errors_against(stored, &wrong).is_empty(), "accepted: {wrong}");
     }
+    // The feed: the spec's example stream parses into events whose data validate
+    // against the schema `x-sse-data-schema` names; a wrong event is refused.
+    let media = "#/paths/~1v1~1events~1stream/get/responses/200/content/text~1event-stream";
+    let data_schema = format!("{media}/x-sse-data-schema");
+    let example = at(&format!("{media}/examples/catch_up/value"))
+        .as_str()
+        .expect("the stream example is text");
+    let messages = sse_messages(example);
+    assert_eq!(messages.len(), 2, "two events in {example:?}");
+    for m in &messages {
+        assert!(m.other.is_empty(), "only id and data fields: {:?}", m.other);
+        let data: Value = serde_json::from_str(m.data.as_deref().expect("data")).expect("data is JSON");
+        assert_eq!(errors_against(&data_schema, &data), Vec::<String>::new());
+        assert_eq!(json!(m.id.as_deref().and_then(|i| i.parse::<u64>().ok())), data["seq"]);
+    }
+    let mut no_hash = event.clone();
+    no_hash.as_object_mut().unwrap().remove("hash");
+    assert!(
+        !errors_against(&data_schema, &no_hash).is_empty(),
+        "accepted: {no_hash}"
+    );
 }
