@@ -14,6 +14,9 @@ pub mod limits;
 pub mod rules;
 pub mod validation;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use event::{EventData, EventType, NewEvent, Source, StoredEvent};
 pub use ids::Slug;
 pub use validation::{FieldError, Problem};

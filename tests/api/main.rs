@@ -2,6 +2,7 @@
 //! dir, real HTTP. One test binary for all of them.
 
 mod helpers;
+mod hostile;
 
 mod appends;
 mod audit;

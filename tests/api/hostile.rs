@@ -1,0 +1,239 @@
+//! Hostile input over real HTTP: thousands of mutated, truncated, deeply
+//! nested, oversized, wrong-typed and wrongly encoded bodies, headers and query
+//! strings. Every one gets an answer, none a 5xx, the server stays up, and the
+//! log grows by exactly the events the server acknowledged.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const CASES: usize = 3000;
+
+fn seeds() -> Vec<Value> {
+    let mut v: Vec<Value> = serde_json::from_str(sitrep::demo::ALEPPO).unwrap();
+    for e in v.iter_mut() {
+        e.as_object_mut().unwrap().remove("id");
+    }
+    v.push(json!([
+        dev("report", "aleppo", "2024-12-01T00:00:00Z", json!({"summary": "s"})),
+        actor("x-y")
+    ]));
+    v
+}
+
+fn junk(rng: &mut StdRng) -> Value {
+    match rng.random_range(0..9) {
+        0 => Value::Null,
+        1 => json!(rng.random::<bool>()),
+        2 => json!(rng.random::<i64>()),
+        3 => json!(rng.random::<f64>() * 1e300),
+        4 => json!("A".repeat(rng.random_range(0..70_000))),
+        5 => json!([1, "two", null, {"three": []}]),
+        6 => json!({"nested": {"deeper": {"actor": "hts"}}}),
+        7 => json!("\u{0}\u{1f}\u{202e}\u{fffd}"),
+        _ => json!(-0.0),
+    }
+}
+
+/// One hostile body: (content-type, bytes).
+fn body(rng: &mut StdRng, seeds: &[Value]) -> (String, Vec<u8>) {
+    let mut v = seeds[rng.random_range(0..seeds.len())].clone();
+    let json_ct = "application/json".to_owned();
+    match rng.random_range(0..12) {
+        // Replace or add a member with junk.
+        0..=2 => {
+            let keys = [
+                "type",
+                "location",
+                "actor",
+                "occurred_at",
+                "source",
+                "data",
+                "id",
+                "expected_version",
+                "extra",
+            ];
+            let k = keys[rng.random_range(0..keys.len())];
+            if let Some(m) = v.as_object_mut() {
+                m.insert(k.into(), junk(rng));
+            }
+            (json_ct, v.to_string().into_bytes())
+        }
+        // A data member with junk.
+        3 => {
+            if let Some(d) = v.get_mut("data").and_then(Value::as_object_mut) {
+                let k = [
+                    "actor", "actors", "name", "kind", "lat", "killed", "summary", "event_id", "parent",
+                ][rng.random_range(0..9)];
+                d.insert(k.into(), junk(rng));
+            }
+            (json_ct, v.to_string().into_bytes())
+        }
+        // Truncated.
+        4 => {
+            let s = v.to_string().into_bytes();
+            let cut = rng.random_range(0..s.len());
+            (json_ct, s[..cut].to_vec())
+        }
+        // Bytes flipped, possibly into invalid UTF-8.
+        5 => {
+            let mut s = v.to_string().into_bytes();
+            for _ in 0..rng.random_range(1..5) {
+                let i = rng.random_range(0..s.len());
+                s[i] = rng.random();
+            }
+            (json_ct, s)
+        }
+        // Deeply nested.
+        6 => {
+            let depth = rng.random_range(100..20_000);
+            let mut s = "[".repeat(depth);
+            s.push_str(&"]".repeat(depth));
+            (json_ct, s.into_bytes())
+        }
+        7 => {
+            let depth = rng.random_range(100..5_000);
+            let mut s = String::new();
+            for _ in 0..depth {
+                s.push_str("{\"data\":");
+            }
+            s.push('1');
+            s.push_str(&"}".repeat(depth));
+            (json_ct, s.into_bytes())
+        }
+        // Oversized.
+        8 => (json_ct, format!("[{}]", "1,".repeat(600_000) + "1").into_bytes()),
+        // Wrong content types and encodings.
+        9 => {
+            let ct = [
+                "text/plain",
+                "application/xml",
+                "application/json-patch+json",
+                "multipart/form-data",
+                "",
+                "application/json; charset=utf-16",
+            ][rng.random_range(0..6)];
+            (ct.to_owned(), v.to_string().into_bytes())
+        }
+        10 => {
+            let utf16: Vec<u8> = v.to_string().encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+            (json_ct, utf16)
+        }
+        // Wrong top-level types.
+        _ => (
+            json_ct,
+            [&b"\"event\""[..], b"42", b"null", b"true", b"[[]]", b"[{}]", b"{}"][rng.random_range(0..7)].to_vec(),
+        ),
+    }
+}
+
+/// Count events a 2xx answer acknowledged as created.
+fn created(status: u16, body: &Value) -> u64 {
+    match (status, body) {
+        (201, Value::Array(a)) => a.len() as u64,
+        (201, _) => 1,
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_hostile_requests_get_answers_no_5xx_and_no_stray_writes() {
+    let app = spawn_demo_app().await;
+    let seeds = seeds();
+    let mut rng = StdRng::seed_from_u64(0x5174_7265);
+    let mut acknowledged = 0u64;
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..CASES {
+        let res = if i % 10 == 9 {
+            // Hostile query strings and paths.
+            let paths = [
+                "/v1/events?after=%FF%FE",
+                "/v1/events?limit=99999999999999999999999",
+                "/v1/locations?as_of=2024-13-45T99:99:99Z",
+                "/v1/locations/%00",
+                "/v1/locations/aleppo?at_seq=-0",
+                "/v1/events/%E2%80%AE",
+                "/v1/actors?as_of=%20",
+                "/v1/audit/proof/inclusion?seq=18446744073709551615",
+                "/v1/audit/proof/consistency?first=1&second=18446744073709551615",
+                "/v1/locations?kind=city&kind=town",
+                "/v1/events?type=report&type=",
+            ];
+            app.client
+                .get(app.url(paths[rng.random_range(0..paths.len())]))
+                .send()
+                .await
+        } else {
+            let (ct, bytes) = body(&mut rng, &seeds);
+            let mut req = app.client.post(app.url("/v1/events")).body(bytes);
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
+            if rng.random_range(0..20) == 0 {
+                req = req.header(
+                    "x-request-id",
+                    "\u{7f}bad id".repeat(rng.random_range(1..50)).replace('\u{7f}', ""),
+                );
+            }
+            req.send().await
+        };
+        let res = res.unwrap_or_else(|e| panic!("case {i}: the connection dropped: {e}"));
+        let status = res.status().as_u16();
+        *statuses.entry(status).or_insert(0u32) += 1;
+        assert!(status < 500, "case {i}: {status}");
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        acknowledged += created(status, &body);
+    }
+    eprintln!("hostile requests by status: {statuses:?}");
+    let head = app.ok("/v1/audit/head").await;
+    assert_eq!(
+        head["seq"].as_u64().unwrap(),
+        32 + acknowledged,
+        "only acknowledged events were written"
+    );
+    assert_eq!(app.ok("/v1/audit/verify").await["ok"], true);
+    assert_eq!(app.ok("/healthz").await["status"], "ok");
+}
+
+/// Raw sockets: lying Content-Length, garbage request lines, huge and many headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_is_answered_or_closed_without_harm() {
+    let app = spawn_demo_app().await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let raw: Vec<Vec<u8>> = vec![
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":".to_vec(),
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -5\r\n\r\n{}".to_vec(),
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n".to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET /v1/locations HTTP/9.9\r\n\r\n".to_vec(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000)).into_bytes(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n", (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()).into_bytes(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bin: \xff\xfe\r\n\r\n".to_vec(),
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n".to_vec(),
+    ];
+    for (i, bytes) in raw.into_iter().enumerate() {
+        let addr = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            let _ = s.write_all(&bytes);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+        .unwrap();
+        if let Some(code) = answer.strip_prefix("HTTP/1.1 ").and_then(|r| r.get(..3)) {
+            assert!(!code.starts_with('5'), "raw case {i}: {answer}");
+        }
+    }
+    assert_eq!(app.ok("/v1/audit/head").await["seq"], 32);
+    assert_eq!(app.ok("/healthz").await["status"], "ok");
+}
