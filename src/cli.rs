@@ -97,6 +97,28 @@ pub enum Command {
         /// The NDJSON export ('-' for stdin).
         file: PathBuf,
     },
+    /// Measure this machine: HTTP ceiling, durable and batch appends, reads,
+    /// the storage floor, rebuild and start-up at scale. Prints a table.
+    Bench {
+        /// Measure a running deployment instead of a server of its own.
+        #[arg(long)]
+        server: Option<String>,
+        /// Bearer token (a reporter) for --server.
+        #[arg(long, env = "SITREP_BENCH_TOKEN")]
+        token: Option<String>,
+        /// Runs of each measurement; the table shows medians.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Events of the at-scale log (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        scale_events: u64,
+        /// Locations of the at-scale log.
+        #[arg(long, default_value_t = 10_000)]
+        scale_locations: u64,
+    },
     /// Tree heads and proofs, for auditors.
     Audit {
         #[command(subcommand)]
@@ -309,6 +331,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit { command } => audit(command),
+        Command::Bench {
+            server,
+            token,
+            reps,
+            seconds,
+            scale_events,
+            scale_locations,
+        } => {
+            crate::bench::run(crate::bench::Options {
+                server,
+                token,
+                reps: reps.max(1),
+                seconds,
+                scale_events,
+                scale_locations: scale_locations.max(1),
+            })?;
+            Ok(0)
+        }
         Command::Token {
             command: TokenCommand::New { principal, role },
         } => {

@@ -32,6 +32,8 @@ use crate::store::{Staged, Store, StoreError};
 /// Committed events kept for live subscribers; one that falls further behind
 /// catches up from the store instead.
 const FEED_EVENTS: usize = 4096;
+/// Events folded at start-up beyond which a fresh checkpoint is written.
+const CHECKPOINT_AFTER_EVENTS: u64 = 10_000;
 /// Requests waiting for the writer; beyond this, appends wait to enqueue.
 const QUEUE_JOBS: usize = 1024;
 /// Most events the writer puts in one group (one sled batch, one fsync).
@@ -99,7 +101,17 @@ impl Ledger {
     /// chain and every rule again), and start the writer.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         let store = Arc::new(Store::open(dir)?);
-        let projection = rebuild(&store)?;
+        let (projection, replayed) = restore(&store)?;
+        if replayed >= CHECKPOINT_AFTER_EVENTS {
+            // Spare the next start-up this fold; the server does not wait for it.
+            let snapshot = projection.clone();
+            let dir = dir.to_owned();
+            std::thread::spawn(move || {
+                if let Err(e) = crate::checkpoint::save(&dir, &snapshot) {
+                    tracing::warn!(error = %e, "could not write a projection checkpoint");
+                }
+            });
+        }
         let projection = Arc::new(RwLock::new(projection));
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
         let (feed, _) = broadcast::channel(FEED_EVENTS);
@@ -191,6 +203,11 @@ impl Ledger {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             let _ = handle.join();
+            if self.fault().is_none() {
+                if let Err(e) = crate::checkpoint::save(self.store.dir(), &self.read()) {
+                    tracing::warn!(error = %e, "could not write a projection checkpoint");
+                }
+            }
         }
     }
 
@@ -272,10 +289,47 @@ fn check_and_apply(projection: &mut Projection, event: &StoredEvent) -> Result<N
     Ok(parsed)
 }
 
+/// The projection at start-up: from a sound checkpoint plus the events after
+/// it, or folded from the whole log. Returns it and the number of events folded.
+pub fn restore(store: &Store) -> Result<(Projection, u64), LedgerError> {
+    match crate::checkpoint::load(store.dir()) {
+        Ok(Some((seq, hash, projection))) => {
+            let matches =
+                seq <= store.head().seq && (seq == 0 || store.get(seq).ok().flatten().is_some_and(|e| e.hash == hash));
+            if matches {
+                let from = seq;
+                let p = replay(store, projection, seq + 1, hash)?;
+                let folded = p.head_seq() - from;
+                tracing::info!(checkpoint_seq = from, folded, "projection restored from its checkpoint");
+                return Ok((p, folded));
+            }
+            tracing::warn!(
+                seq,
+                "the projection checkpoint does not match the log; folding the whole log"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "the projection checkpoint is unusable; folding the whole log"),
+    }
+    let p = rebuild(store)?;
+    let folded = p.head_seq();
+    Ok((p, folded))
+}
+
 /// Fold the whole log into a fresh projection, checking the chain and the rules.
 pub fn rebuild(store: &Store) -> Result<Projection, LedgerError> {
-    let mut projection = Projection::default();
-    for item in store.scan(1).linked_to(GENESIS_HASH.to_owned()) {
+    replay(store, Projection::default(), 1, GENESIS_HASH.to_owned())
+}
+
+/// Fold the events from `from_seq` on into `projection`, checking every hash,
+/// link and rule; `prev_hash` is the hash of the event before `from_seq`.
+fn replay(
+    store: &Store,
+    mut projection: Projection,
+    from_seq: u64,
+    prev_hash: String,
+) -> Result<Projection, LedgerError> {
+    for item in store.scan(from_seq).linked_to(prev_hash) {
         let event = item?;
         check_and_apply(&mut projection, &event)?;
     }

@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What a development does to a location, with actors as keys of type `K`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect<K> {
     /// `control_established`: present := {actor}
     Establish(K),
@@ -31,7 +32,7 @@ pub enum Effect<K> {
 }
 
 /// One development of a location, as the fold needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Development<K> {
     pub seq: u64,
     pub occurred_at: DateTime<Utc>,
@@ -41,7 +42,7 @@ pub struct Development<K> {
     pub effect: Effect<K>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operational {
     Open,
     Closed,
@@ -56,7 +57,7 @@ pub enum Control<K> {
 }
 
 /// A location's status after folding its developments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status<K: Ord> {
     pub present: BTreeSet<K>,
     pub since: Option<DateTime<Utc>>,

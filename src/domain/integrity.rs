@@ -66,7 +66,7 @@ pub fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
 
 /// The Merkle tree head of a growing log, kept in O(log n) memory: the roots of
 /// the perfect subtrees that make up the first `size` leaves (the frontier).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MerkleFrontier {
     size: u64,
     /// Roots of perfect subtrees, largest (leftmost) first.

@@ -14,6 +14,7 @@ pub mod view;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::event::{ActorKind, EventData, LocationKind, NewEvent, StoredEvent, StreamRef};
@@ -46,14 +47,14 @@ impl Point {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry {
     dev: Development<ActorIx>,
     /// Seq of the retraction of this development, if any.
     retracted_at: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocationState {
     pub id: Slug,
     pub name: String,
@@ -71,7 +72,7 @@ pub struct LocationState {
     live: Status<ActorIx>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ActorState {
     pub id: Slug,
     pub name: String,
@@ -85,7 +86,7 @@ pub struct ActorState {
     present_in: BTreeSet<LocationIx>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct EventEntry {
     seq: u64,
     event_type: EventType,
@@ -95,7 +96,7 @@ struct EventEntry {
 }
 
 /// Everything the service answers reads from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Projection {
     head_seq: u64,
     head_hash: String,

@@ -70,3 +70,46 @@ async fn an_acknowledged_retry_id_is_remembered_across_a_restart() {
     assert_problem(app.post_events(&e).await, 409, "id_conflict").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_restart_uses_a_sound_checkpoint_and_ignores_a_damaged_or_stale_one() {
+    let app = spawn_demo_app().await;
+    let before = snapshot(&app).await;
+    let tmp = app.stop().await;
+    let cp = tmp.path().join("data").join("projection.checkpoint");
+    assert!(cp.exists(), "a graceful stop writes a checkpoint");
+    // Sound: same answers.
+    let app = spawn_app_on(tmp.clone(), false).await;
+    assert_eq!(snapshot(&app).await, before);
+    // Stale: the checkpoint stays at 32 while the log moves on; the tail is replayed.
+    let stale = std::fs::read(&cp).unwrap();
+    app.post_json(&dev(
+        "forces_entered",
+        "aleppo-south",
+        "2024-12-02T00:00:00Z",
+        json!({"actor": "saa"}),
+    ))
+    .await;
+    let moved = snapshot(&app).await;
+    app.stop().await;
+    std::fs::write(&cp, &stale).unwrap();
+    let app = spawn_app_on(tmp.clone(), false).await;
+    assert_eq!(snapshot(&app).await, moved);
+    app.stop().await;
+    // Damaged: ignored, the whole log is folded.
+    let mut bytes = std::fs::read(&cp).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&cp, &bytes).unwrap();
+    let app = spawn_app_on(tmp.clone(), false).await;
+    assert_eq!(snapshot(&app).await, moved);
+    app.stop().await;
+    // A checkpoint that does not match the log (taken from another log) is ignored too.
+    let other = spawn_app().await;
+    seed_basics(&other).await;
+    let other_tmp = other.stop().await;
+    std::fs::copy(other_tmp.path().join("data").join("projection.checkpoint"), &cp).unwrap();
+    let app = spawn_app_on(tmp, false).await;
+    assert_eq!(snapshot(&app).await, moved);
+    app.stop().await;
+}
