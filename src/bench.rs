@@ -574,17 +574,30 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             for chunk in setup.chunks(1000) {
                 ledger.append(chunk.to_vec(), true, "bench".into()).await?;
             }
-            let mut i = 0;
-            while i < opts.scale_events {
-                let n = 1000.min(opts.scale_events - i);
-                let batch: Vec<NewEvent> = (i..i + n)
-                    .map(|k| {
-                        NewEvent::from_json(&scale_event(k, opts.scale_locations, 100)).expect("valid scale event")
-                    })
-                    .collect();
-                ledger.append(batch, true, "bench".into()).await?;
-                i += n;
+            // Two producers build batches while the ledger commits, so the log is
+            // written as fast as the writer goes.
+            let ledger = Arc::new(ledger);
+            let (events, locations) = (opts.scale_events, opts.scale_locations);
+            let mut producers = Vec::new();
+            for p in 0..2u64 {
+                let ledger = ledger.clone();
+                producers.push(tokio::spawn(async move {
+                    let mut i = p * 1000;
+                    while i < events {
+                        let n = 1000.min(events - i);
+                        let batch: Vec<NewEvent> = (i..i + n)
+                            .map(|k| NewEvent::from_json(&scale_event(k, locations, 100)).expect("valid scale event"))
+                            .collect();
+                        ledger.append(batch, true, "bench".into()).await?;
+                        i += 2000;
+                    }
+                    anyhow::Ok(())
+                }));
             }
+            for p in producers {
+                p.await??;
+            }
+            let ledger = Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("the ledger is still shared"))?;
             tokio::task::spawn_blocking(move || ledger.close()).await?;
         }
         let write_secs = started.elapsed().as_secs_f64();

@@ -11,8 +11,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// SHA-256 of the RFC 8785 canonical JSON of `value`.
 pub fn canonical_digest(value: &Value) -> [u8; 32] {
-    let canonical = serde_json_canonicalizer::to_vec(value).expect("JSON values always canonicalize");
-    Sha256::digest(&canonical).into()
+    Sha256::digest(super::jcs::to_vec(value)).into()
 }
 
 /// The hash of a stored event: lowercase hex SHA-256 of the JCS canonical JSON

@@ -10,6 +10,7 @@ pub mod event;
 pub mod fold;
 pub mod ids;
 pub mod integrity;
+pub mod jcs;
 pub mod limits;
 pub mod rules;
 pub mod validation;
