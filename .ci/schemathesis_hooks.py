@@ -166,37 +166,6 @@ CROSS_MEMBER_FIELDS = {
 _BATCH_PREFIX = re.compile(r"^\[\d+\]\.?")
 
 
-_MISSING = object()
-
-
-def _posted(body, field: str | None):
-    """The posted value at `field` (`[i].a.b` or `a.b`), or _MISSING."""
-    if not field:
-        return _MISSING
-    m = re.match(r"^\[(\d+)\]\.?(.*)$", field)
-    node = body
-    if m:
-        if not isinstance(node, list) or int(m.group(1)) >= len(node):
-            return _MISSING
-        node, field = node[int(m.group(1))], m.group(2)
-    for part in field.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-def _known_server_bug_at(body, field: str | None) -> bool:
-    value = _posted(body, field)
-    if isinstance(value, float) and value.is_integer():
-        return True
-    return (
-        (field or "").endswith("source.url")
-        and isinstance(value, str)
-        and len(value) <= 2000 < len(value.encode("utf-8"))
-    )
-
-
 # The operations where .ci/schemathesis.toml lets positive_data_acceptance allow 400 or 422.
 ALLOWED_400 = {
     "/v1/locations",
@@ -226,20 +195,11 @@ def refusals_of_valid_input_are_state_dependent(ctx, response, case):
     if status == 422:
         if code in STATE_DEPENDENT_CODES:
             return None
-        # Every refused member must be one of the cross-member rules above, or one of two
-        # TEMPORARY exceptions until the server bugs are fixed:
-        # - JSON Schema's `integer` (and RFC 8785, which hashes 4.0 as 4) includes 4.0 and
-        #   1e3, which the server refuses for `expected_version`, `source.credibility`,
-        #   `data.killed` and `data.wounded` ("invalid type: floating point", "must be a
-        #   non-negative integer");
-        # - `source.url` "of at most 2000 characters" is measured in UTF-8 bytes.
+        # Every refused member must be one of the cross-member rules above.
         if (
             code == "validation_failed"
             and fields
-            and all(
-                _BATCH_PREFIX.sub("", f or "") in CROSS_MEMBER_FIELDS or _known_server_bug_at(case.body, f)
-                for f in fields
-            )
+            and all(_BATCH_PREFIX.sub("", f or "") in CROSS_MEMBER_FIELDS for f in fields)
         ):
             return None
     raise AssertionError(

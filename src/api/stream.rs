@@ -115,7 +115,8 @@ async fn feed(
     filter: Filter,
     tx: mpsc::Sender<sse::Event>,
 ) {
-    let mut next = after + 1;
+    // Nothing follows the largest seq; saturate rather than wrap to a replay.
+    let mut next = after.saturating_add(1);
     loop {
         // Catch up from the store to the head.
         loop {

@@ -467,9 +467,15 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 
 /// Parse an RFC 3339 timestamp (any offset) to UTC.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    use chrono::Datelike;
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))
+        .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))?;
+    // Stored in UTC, it must still be RFC 3339 (years 0000 to 9999).
+    if !(0..=9999).contains(&t.year()) {
+        return Err("must fall within the years 0000 to 9999 once converted to UTC".into());
+    }
+    Ok(t)
 }
 
 impl NewEvent {
@@ -478,6 +484,8 @@ impl NewEvent {
         let Some(obj) = value.as_object() else {
             return Err(Problem::invalid("", "an event must be a JSON object"));
         };
+        let normalised = normalise(obj);
+        let obj = &normalised;
         let mut errors = Vec::new();
         for key in obj.keys() {
             if !ENVELOPE_MEMBERS.contains(&key.as_str()) {
@@ -683,11 +691,46 @@ impl NewEvent {
     }
 }
 
+/// An integral JSON number written as a float (5.0, 1e1) is that integer, as
+/// JSON Schema and RFC 8785 see it.
+fn integral(v: &mut Value) {
+    if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
+        if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) {
+            *v = Value::from(f as u64);
+        }
+    }
+}
+
+/// The envelope as the decoder reads it: an explicit `null` for an optional
+/// member is the same as leaving it out, and integral floats in integer members
+/// are integers.
+fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
+    let mut m: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, v)| !(v.is_null() && matches!(k.as_str(), "id" | "occurred_at" | "source" | "expected_version")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(v) = m.get_mut("expected_version") {
+        integral(v);
+    }
+    if let Some(v) = m.get_mut("source").and_then(|s| s.get_mut("credibility")) {
+        integral(v);
+    }
+    if let Some(d) = m.get_mut("data").and_then(Value::as_object_mut) {
+        for k in ["killed", "wounded"] {
+            if let Some(v) = d.get_mut(k) {
+                integral(v);
+            }
+        }
+    }
+    m
+}
+
 fn check_source(s: &Source) -> Vec<FieldError> {
     let mut errors = Vec::new();
     check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS);
     if let Some(url) = &s.url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > MAX_URL_CHARS {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().count() > MAX_URL_CHARS {
             errors.push(FieldError::new(
                 "source.url",
                 format!("must be an http(s) URL of at most {MAX_URL_CHARS} characters"),
@@ -892,6 +935,45 @@ mod tests {
             };
             assert!(errors.iter().any(|e| e.field.starts_with(path)), "{errors:?}");
         }
+    }
+
+    #[test]
+    fn nulls_for_optional_members_are_absent_and_integral_floats_are_integers() {
+        let mut v = examples()[10].clone();
+        v["id"] = Value::Null;
+        v["expected_version"] = json!(5.0);
+        v["source"]["credibility"] = json!(3.0);
+        v["data"]["killed"] = json!(1e1);
+        let e = NewEvent::from_json(&v).unwrap();
+        assert_eq!((e.id, e.expected_version), (None, Some(5)));
+        assert_eq!(e.source.as_ref().unwrap().credibility, Some(3));
+        assert_eq!(e.data.to_value()["killed"], json!(10));
+        v["data"]["killed"] = json!(2.5);
+        assert!(NewEvent::from_json(&v).is_err());
+        let mut reg = examples()[0].clone();
+        reg["source"] = Value::Null;
+        assert!(NewEvent::from_json(&reg).is_ok());
+        let mut dev = examples()[3].clone();
+        dev["occurred_at"] = Value::Null;
+        assert!(NewEvent::from_json(&dev).is_err(), "a development still needs its time");
+    }
+
+    #[test]
+    fn times_must_stay_rfc_3339_in_utc_and_urls_count_characters() {
+        let mut v = examples()[3].clone();
+        for t in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+00:01"] {
+            v["occurred_at"] = json!(t);
+            let Err(Problem::Validation(e)) = NewEvent::from_json(&v) else {
+                panic!("{t} accepted")
+            };
+            assert_eq!(e[0].field, "occurred_at");
+        }
+        v["occurred_at"] = json!("9999-12-31T23:59:59Z");
+        assert!(NewEvent::from_json(&v).is_ok());
+        v["source"]["url"] = json!(format!("https://x.org/{}", "Ï".repeat(1000)));
+        assert!(NewEvent::from_json(&v).is_ok(), "1014 characters, 2014 bytes");
+        v["source"]["url"] = json!(format!("https://x.org/{}", "Ï".repeat(2000)));
+        assert!(NewEvent::from_json(&v).is_err());
     }
 
     #[test]

@@ -124,6 +124,23 @@ async fn last_event_id_wins_over_after_and_filters_apply() {
     let (id, _) = by_actor.next(Duration::from_secs(10)).await;
     assert_eq!(id, r["seq"].as_u64().unwrap());
     assert_problem(app.get("/v1/events/stream?after=x").await, 400, "invalid_parameter").await;
+    // Nothing follows the largest seq: no wrap-around replay, no panic.
+    let mut last = Sse::open(&app, "?after=18446744073709551615", None).await;
+    let (_, r) = app
+        .post_json(&dev(
+            "report",
+            "aleppo",
+            "2024-12-02T00:00:00Z",
+            json!({"summary": "after max"}),
+        ))
+        .await;
+    assert!(r["seq"].is_u64());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), last.next(Duration::from_secs(1)))
+            .await
+            .is_err()
+    );
+    assert_eq!(app.ok("/healthz").await["status"], "ok");
     assert_problem(app.get("/v1/events/stream?colour=red").await, 400, "invalid_parameter").await;
 }
 
