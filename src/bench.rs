@@ -270,6 +270,38 @@ struct Row {
     p999: Option<f64>,
 }
 
+/// Open `n` live-feed subscribers that read everything from the head on; each
+/// counts the events it receives.
+async fn subscribe(
+    base: &str,
+    token: &Option<String>,
+    n: usize,
+) -> anyhow::Result<Vec<Arc<std::sync::atomic::AtomicU64>>> {
+    let client = reqwest::Client::new();
+    let head: Value = authed(client.get(format!("{base}/v1/audit/head")), token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let after = head["seq"].as_u64().unwrap_or(0);
+    let mut counters = Vec::new();
+    for _ in 0..n {
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = counter.clone();
+        let mut res = authed(client.get(format!("{base}/v1/events/stream?after={after}")), token)
+            .send()
+            .await?;
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = res.chunk().await {
+                let ids = chunk.windows(4).filter(|w| w == b"id: ").count() as u64;
+                c.fetch_add(ids, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        counters.push(counter);
+    }
+    Ok(counters)
+}
+
 /// Run `reps` times; the median of each figure.
 #[allow(clippy::too_many_arguments)]
 async fn measure(
@@ -523,6 +555,63 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     .await;
     errors += e;
     rows.push(row);
+    // Proofs, and appends with 100 live subscribers attached (same run).
+    let size = head["seq"].as_u64().unwrap_or(1).max(2);
+    let (row, e) = measure(
+        &url,
+        &token,
+        "inclusion proof: GET /v1/audit/proof/inclusion, 16 conns",
+        reps,
+        16,
+        secs,
+        1.0,
+        Arc::new(move |task, n| {
+            get(format!(
+                "/v1/audit/proof/inclusion?seq={}&tree_size={size}",
+                1 + (task as u64 * 7919 + n) % size
+            ))
+        }),
+    )
+    .await;
+    errors += e;
+    rows.push(row);
+    let (row, e) = measure(
+        &url,
+        &token,
+        "consistency proof: GET /v1/audit/proof/consistency, 16 conns",
+        reps,
+        16,
+        secs,
+        1.0,
+        Arc::new(move |task, n| {
+            get(format!(
+                "/v1/audit/proof/consistency?first={}&second={size}",
+                1 + (task as u64 * 7919 + n) % size
+            ))
+        }),
+    )
+    .await;
+    errors += e;
+    rows.push(row);
+    let subscribers = subscribe(&url, &token, 100).await?;
+    let (row, e) = measure(
+        &url,
+        &token,
+        "durable appends, 64 conns, 100 live subscribers attached",
+        reps,
+        64,
+        secs,
+        1.0,
+        Arc::new(|task, n| post("/v1/events", &event_body(task, n))),
+    )
+    .await;
+    errors += e;
+    rows.push(row);
+    let delivered: u64 = subscribers
+        .iter()
+        .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    eprintln!("  the 100 subscribers received {delivered} events in all");
     let cpu_after = (cpu_seconds("self"), server_pid.as_deref().map_or(0.0, cpu_seconds));
     if let Some(mut s) = own.take() {
         s.stop();

@@ -77,10 +77,13 @@ enum Job {
     Stop,
 }
 
-/// A committed event as the live feed passes it on.
+/// A committed event as the live feed passes it on, rendered once for every
+/// subscriber.
 #[derive(Debug)]
 pub struct FeedItem {
     pub event: StoredEvent,
+    /// The stored event's JSON, as `GET /v1/events` serves it.
+    pub json: String,
 }
 
 /// The storage fault that stopped appends, if any. sled refuses every write
@@ -602,7 +605,11 @@ impl Writer {
                 // Subscribers see an event only once it is durable and readable.
                 if self.feed.receiver_count() > 0 {
                     for s in &staged {
-                        let _ = self.feed.send(Arc::new(FeedItem { event: s.event.clone() }));
+                        let json = String::from_utf8(s.bytes.clone()).expect("stored events are UTF-8 JSON");
+                        let _ = self.feed.send(Arc::new(FeedItem {
+                            event: s.event.clone(),
+                            json,
+                        }));
                     }
                 }
                 if let Some(last) = staged.last() {

@@ -96,12 +96,10 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
     Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
 }
 
-/// Send one event; false when the subscriber is gone or stalled.
-async fn send(tx: &mpsc::Sender<sse::Event>, e: &StoredEvent) -> bool {
-    let data = match sse::Data::new_json(e) {
-        Ok(d) => d.id(e.seq.to_string()),
-        Err(_) => return false,
-    };
+/// Send one event (`json` is its stored JSON); false when the subscriber is
+/// gone or stalled.
+async fn send(tx: &mpsc::Sender<sse::Event>, seq: u64, json: String) -> bool {
+    let data = sse::Data::new(json).id(seq.to_string());
     matches!(
         tokio::time::timeout(STALLED_CONSUMER, tx.send(data.into())).await,
         Ok(Ok(()))
@@ -133,8 +131,11 @@ async fn feed(
                 return;
             };
             for e in page.into_iter().flatten() {
-                if filter.keeps(&e) && !send(&tx, &e).await {
-                    return;
+                if filter.keeps(&e) {
+                    let Ok(json) = serde_json::to_string(&e) else { return };
+                    if !send(&tx, e.seq, json).await {
+                        return;
+                    }
                 }
                 next = e.seq + 1;
             }
@@ -145,7 +146,7 @@ async fn feed(
                 Ok(item) if item.event.seq < next => continue,
                 Ok(item) if item.event.seq > next => break,
                 Ok(item) => {
-                    if filter.keeps(&item.event) && !send(&tx, &item.event).await {
+                    if filter.keeps(&item.event) && !send(&tx, item.event.seq, item.json.clone()).await {
                         return;
                     }
                     next = item.event.seq + 1;
