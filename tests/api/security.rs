@@ -320,3 +320,36 @@ async fn sigterm_under_load_loses_nothing_acknowledged_and_exits_zero() {
     assert_eq!(app.ok("/v1/audit/verify").await["ok"], true);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_config_file_sets_defaults_and_healthcheck_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tokens");
+    let t = tokens_file(&file, &[("rita", "reader")]);
+    let config = tmp.path().join("sitrep.toml");
+    std::fs::write(
+        &config,
+        format!("tokens = {:?}\nrate_limit = 2\ndemo = true\n", file.to_str().unwrap()),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let c = client();
+    // tokens and demo came from the file.
+    assert_eq!(status(c.get(server.url("/v1/locations/aleppo"))).await, 401);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(status(c.get(server.url("/v1/locations/aleppo")).bearer_auth(&t[0])).await);
+    }
+    assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "rate_limit = 2 from the file: {statuses:?}");
+    let (code, _, _) = sitrep(&["healthcheck", "--url", &server.url("/healthz")]);
+    assert_eq!(code, Some(0));
+    drop(server);
+    let (code, _, _) = sitrep(&["healthcheck", "--url", "http://127.0.0.1:9/healthz"]);
+    assert_eq!(code, Some(1));
+    // An unknown key in the file is refused.
+    std::fs::write(&config, "colour = \"red\"\n").unwrap();
+    let (code, _, err) = sitrep(&["--config", config.to_str().unwrap(), "verify"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown option 'colour'"), "{err}");
+}
