@@ -811,6 +811,12 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         "| status reads / HTTP ceiling | {:.2} | >= 0.7 |",
         status_rate / ceiling_rate
     );
+    if let Some(with_subs) = rows.iter().find(|r| r.name.contains("live subscribers")) {
+        println!(
+            "| durable appends at 64 conns, with / without 100 live subscribers | {:.2} | |",
+            with_subs.rate / append64
+        );
+    }
     if !scale_rows.is_empty() {
         println!();
         println!("| at scale | figure |");
