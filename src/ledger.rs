@@ -120,8 +120,7 @@ impl Ledger {
         let (feed, _) = broadcast::channel(FEED_EVENTS);
         let fault = Fault::default();
         let writer = {
-            let mut writer = Writer::new(store.clone(), projection.clone(), feed.clone());
-            writer.fault = fault.clone();
+            let writer = Writer::new(store.clone(), projection.clone(), feed.clone(), fault.clone());
             std::thread::Builder::new()
                 .name("sitrep-writer".into())
                 .spawn(move || writer.run(rx))
@@ -450,7 +449,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(store: Arc<Store>, projection: Arc<RwLock<Projection>>, feed: broadcast::Sender<Arc<FeedItem>>) -> Writer {
+    fn new(
+        store: Arc<Store>,
+        projection: Arc<RwLock<Projection>>,
+        feed: broadcast::Sender<Arc<FeedItem>>,
+        fault: Fault,
+    ) -> Writer {
         let last_recorded_at = projection
             .read()
             .expect("projection lock")
@@ -462,7 +466,7 @@ impl Writer {
             projection,
             feed,
             last_recorded_at,
-            fault: Fault::default(),
+            fault,
         }
     }
 

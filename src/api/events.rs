@@ -210,24 +210,33 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         };
         let mut events = Vec::new();
         let mut last_scanned = after;
-        for &seq in &candidates {
-            if events.len() == limit {
-                break;
+        if !filtered {
+            // A plain page is a contiguous range: one scan, which also checks the
+            // links between the events it reads.
+            for item in ledger.store().scan(after.saturating_add(1)).take(candidates.len()) {
+                events.push(item.map_err(storage)?);
             }
-            last_scanned = seq;
-            if actor_seqs.as_ref().is_some_and(|s| s.binary_search(&seq).is_err()) {
-                continue;
+            last_scanned = events.last().map_or(after, |e| e.seq);
+        } else {
+            for &seq in &candidates {
+                if events.len() == limit {
+                    break;
+                }
+                last_scanned = seq;
+                if actor_seqs.as_ref().is_some_and(|s| s.binary_search(&seq).is_err()) {
+                    continue;
+                }
+                let event = ledger.store().get(seq).map_err(storage)?.ok_or_else(|| {
+                    storage(StoreError::Corrupt {
+                        seq,
+                        reason: "indexed but missing".into(),
+                    })
+                })?;
+                if event_type.is_some_and(|t| t != event.event_type) {
+                    continue;
+                }
+                events.push(event);
             }
-            let event = ledger.store().get(seq).map_err(storage)?.ok_or_else(|| {
-                storage(StoreError::Corrupt {
-                    seq,
-                    reason: "indexed but missing".into(),
-                })
-            })?;
-            if event_type.is_some_and(|t| t != event.event_type) {
-                continue;
-            }
-            events.push(event);
         }
         let more = if filtered {
             candidates.last().is_some_and(|l| *l > last_scanned) || truncated

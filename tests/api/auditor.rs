@@ -1,19 +1,13 @@
 //! The third-party verifier (`sitrep audit ...`) against a real server, and
 //! against a forging one.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-
-fn sitrep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sitrep"))
-        .args(args)
-        .output()
-        .expect("sitrep runs")
-}
+use crate::process::{rechained, sitrep_output as sitrep};
 
 async fn run(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || sitrep(&args.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -187,24 +181,11 @@ async fn a_rewritten_and_rechained_log_fails_the_check_against_a_saved_head() {
     let dir = app.data_dir().to_owned();
     let tmp = app.stop().await;
     let export = sitrep(&["export", "--data-dir", dir.to_str().unwrap()]);
-    let mut events: Vec<Value> = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    events[20]["source"]["name"] = json!("Someone else");
-    let mut prev = "0".repeat(64);
-    for e in events.iter_mut() {
-        e["prev_hash"] = json!(prev);
-        let stored: sitrep::domain::StoredEvent = serde_json::from_value(e.clone()).unwrap();
-        prev = sitrep::domain::integrity::event_hash(&stored);
-        e["hash"] = json!(prev);
-    }
+    let (_, ndjson) = rechained(&export.stdout, |events| {
+        events[20]["source"]["name"] = json!("Someone else")
+    });
     let file = tmp.path().join("rewritten.ndjson");
-    std::fs::write(
-        &file,
-        events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, ndjson).unwrap();
     let restored = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let target = restored.path().join("data");
     assert!(

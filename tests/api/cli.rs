@@ -1,17 +1,9 @@
 //! The command line, run as a real process on a real data dir.
 
-use std::process::{Command, Output};
-
 use serde_json::json;
 
 use crate::helpers::*;
-
-fn sitrep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sitrep"))
-        .args(args)
-        .output()
-        .expect("sitrep runs")
-}
+use crate::process::{rechained, sitrep_output as sitrep};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -115,25 +107,9 @@ async fn verify_checks_a_data_dir_offline_and_against_a_saved_head() {
     // An attacker with disk access rewrites seq 5 and re-chains everything after
     // it: the chain checks, but the saved tree head catches it.
     let export = sitrep(&["export", "--data-dir", &d]);
-    let mut events: Vec<serde_json::Value> = text(&export.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    events[4]["data"]["name"] = json!("Renamed");
-    let mut prev = "0".repeat(64);
-    for e in events.iter_mut() {
-        e["prev_hash"] = json!(prev);
-        let stored: sitrep::domain::StoredEvent = serde_json::from_value(e.clone()).unwrap();
-        let h = sitrep::domain::integrity::event_hash(&stored);
-        e["hash"] = json!(h);
-        prev = h;
-    }
+    let (events, ndjson) = rechained(&export.stdout, |events| events[4]["data"]["name"] = json!("Renamed"));
     let forged = tmp.path().join("rechained.ndjson");
-    std::fs::write(
-        &forged,
-        events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
+    std::fs::write(&forged, ndjson).unwrap();
     let target = tmp.path().join("rechained");
     let t = target.to_str().unwrap();
     let import = sitrep(&["import", "--data-dir", t, forged.to_str().unwrap()]);

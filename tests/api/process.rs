@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,9 +92,17 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Run `sitrep` to completion; (exit code, stderr).
+/// Run `sitrep` to completion.
+pub fn sitrep_output(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sitrep"))
+        .args(args)
+        .output()
+        .expect("sitrep runs")
+}
+
+/// Run `sitrep` to completion; (exit code, stdout, stderr).
 pub fn sitrep(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sitrep")).args(args).output().unwrap();
+    let out = sitrep_output(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -115,4 +123,23 @@ pub fn tokens_file(path: &PathBuf, who: &[(&str, &str)]) -> Vec<String> {
     }
     std::fs::write(path, lines).unwrap();
     tokens
+}
+
+/// What an attacker with disk access does: edit an exported log, then re-chain
+/// every hash so the chain checks again. Returns the events and their NDJSON.
+pub fn rechained(export: &[u8], edit: impl FnOnce(&mut [serde_json::Value])) -> (Vec<serde_json::Value>, String) {
+    let mut events: Vec<serde_json::Value> = String::from_utf8_lossy(export)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    edit(&mut events);
+    let mut prev = "0".repeat(64);
+    for e in events.iter_mut() {
+        e["prev_hash"] = serde_json::json!(prev);
+        let stored: sitrep::domain::StoredEvent = serde_json::from_value(e.clone()).unwrap();
+        prev = sitrep::domain::integrity::event_hash(&stored);
+        e["hash"] = serde_json::json!(prev);
+    }
+    let ndjson = events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+    (events, ndjson)
 }
