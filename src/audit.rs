@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
+use crate::domain::fact::Fact;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::projection::Projection;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, STORED_NODE_LEVEL};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeadView {
@@ -64,13 +65,15 @@ impl std::str::FromStr for Expectation {
 }
 
 /// Re-check events 1..=upto: seqs gapless, every hash recomputed, every link,
-/// every stored Merkle node, and (with `expect`) that the Merkle root at the
-/// saved size is the saved root. A storage fault (the store cannot be read) is
-/// an `Err`, not a verdict on the log.
+/// every stored Merkle node, every stored fact derived again from its event,
+/// every domain rule re-run in order, and (with `expect`) that the Merkle root
+/// at the saved size is the saved root. A storage fault (the store cannot be
+/// read) is an `Err`, not a verdict on the log.
 pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Result<VerifyReport, StoreError> {
     let mut checked = 0u64;
     let mut last_hash = GENESIS_HASH.to_owned();
     let mut tree = MerkleFrontier::default();
+    let mut projection = Projection::default();
     let bad = |checked, seq, reason: String| {
         Ok(VerifyReport::Bad {
             ok: false,
@@ -88,21 +91,46 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
             );
         }
     }
-    for item in store.scan(1).linked_to(GENESIS_HASH.to_owned()) {
+    for item in store.records(1) {
         if checked == upto {
             break;
         }
-        let event = match item {
-            Ok(e) => e,
+        let (record, event) = match item.and_then(|r| r.event().map(|e| (r, e))) {
+            Ok(x) => x,
             Err(StoreError::Corrupt { seq, reason }) => return bad(checked, seq, reason),
             Err(e) => return Err(e),
         };
+        if event.prev_hash != last_hash {
+            return bad(
+                checked,
+                event.seq,
+                format!(
+                    "prev_hash {} does not match the hash of seq {}",
+                    event.prev_hash,
+                    event.seq - 1
+                ),
+            );
+        }
+        // The rules, and the fact the projections fold, again from the event.
+        let parsed = match crate::ledger::check_and_apply(&mut projection, &event) {
+            Ok(p) => p,
+            Err(e) => return bad(checked, event.seq, e.to_string()),
+        };
+        match Fact::from_bytes(record.fact()) {
+            Ok(f) if f == Fact::of(event.id, event.version, &parsed) => {}
+            Ok(_) => return bad(checked, event.seq, "the stored fact is not the event's".into()),
+            Err(reason) => return bad(checked, event.seq, reason),
+        }
         let mut leaf = [0u8; 32];
         if hex::decode_to_slice(&event.hash, &mut leaf).is_err() {
             return bad(checked, event.seq, "hash is not 64 hex digits".into());
         }
         // The stored Merkle nodes must be the ones the events make.
-        for (node, hash) in tree.push(&leaf) {
+        for (node, hash) in tree
+            .push(&leaf)
+            .into_iter()
+            .filter(|(n, _)| n.level >= STORED_NODE_LEVEL)
+        {
             match store.node(node) {
                 Ok(stored) if stored == hash => {}
                 Ok(_) => {

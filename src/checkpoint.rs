@@ -5,7 +5,7 @@
 //! the body (bincode of the format version, the seq and hash it was taken at,
 //! and the projection). At start-up a checkpoint is used only if its digest
 //! checks and the log still holds an event with that seq and that hash; the
-//! events after it are then replayed through every rule. Anything else means a
+//! events after it are then folded from their facts, each hash and link checked. Anything else means a
 //! full rebuild. The checkpoint is a cache: deleting it is always safe.
 
 use std::fs::File;
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::projection::Projection;
 
 /// Bump when the projection's layout or meaning changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const FILE_NAME: &str = "projection.checkpoint";
 
 fn path(dir: &Path) -> PathBuf {

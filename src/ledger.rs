@@ -22,7 +22,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::event::{NewEvent, Receipt, StoredEvent, StreamRef};
-use crate::domain::integrity::{canonical_digest, check_link, event_hash, MerkleFrontier, GENESIS_HASH};
+use crate::domain::fact::Fact;
+use crate::domain::integrity::{canonical_digest, canonical_event, check_link, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::domain::rules::{self, Catalog, KnownEvent};
 use crate::domain::{Problem, Slug};
@@ -236,13 +237,13 @@ impl Ledger {
             check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
             let parsed = check_and_apply(&mut projection, &event)?;
             prev = event.hash.clone();
-            let bytes = serde_json::to_vec(&event).expect("stored events serialize");
-            let digest = canonical_digest(&serde_json::Value::Object(parsed.posted_members(event.id)));
+            let canonical = canonical_event(&event);
+            let fact = Fact::of(event.id, event.version, &parsed);
             let nodes = tree.push(&leaf_of(&event));
             chunk.push(Staged {
                 event,
-                bytes,
-                digest,
+                canonical,
+                fact,
                 nodes,
             });
             count += 1;
@@ -270,7 +271,7 @@ fn leaf_of(event: &StoredEvent) -> [u8; 32] {
 }
 
 /// Re-parse a stored event, hold it to the domain rules, and apply it.
-fn check_and_apply(projection: &mut Projection, event: &StoredEvent) -> Result<NewEvent, LedgerError> {
+pub fn check_and_apply(projection: &mut Projection, event: &StoredEvent) -> Result<NewEvent, LedgerError> {
     let invalid = |reason: String| LedgerError::Invalid { seq: event.seq, reason };
     let parsed = event
         .to_new_event()
@@ -300,7 +301,7 @@ pub fn restore(store: &Store) -> Result<(Projection, u64), LedgerError> {
                 seq <= store.head().seq && (seq == 0 || store.get(seq).ok().flatten().is_some_and(|e| e.hash == hash));
             if matches {
                 let from = seq;
-                let p = replay(store, projection, seq + 1, hash)?;
+                let p = replay(store, projection, seq + 1, &hash)?;
                 let folded = p.head_seq() - from;
                 tracing::info!(checkpoint_seq = from, folded, "projection restored from its checkpoint");
                 return Ok((p, folded));
@@ -318,26 +319,85 @@ pub fn restore(store: &Store) -> Result<(Projection, u64), LedgerError> {
     Ok((p, folded))
 }
 
-/// Fold the whole log into a fresh projection, checking the chain and the rules.
+/// Fold the whole log into a fresh projection, checking every event's hash
+/// and link.
 pub fn rebuild(store: &Store) -> Result<Projection, LedgerError> {
-    replay(store, Projection::default(), 1, GENESIS_HASH.to_owned())
+    replay(store, Projection::default(), 1, GENESIS_HASH)
 }
 
-/// Fold the events from `from_seq` on into `projection`, checking every hash,
-/// link and rule; `prev_hash` is the hash of the event before `from_seq`.
+/// Records handed from the reading thread to the folding thread at a time.
+const REPLAY_CHUNK: usize = 1024;
+
+/// Fold the events from `from_seq` on into `projection`; `prev_hash` is the
+/// hash of the event before `from_seq`. One thread reads the records and checks
+/// each hash (SHA-256 over the stored canonical JSON) and link; this one folds
+/// their facts in bulk. Rules are not re-run: every event passed them when it
+/// was written, and `sitrep verify` re-runs them and re-derives every fact.
 fn replay(
     store: &Store,
     mut projection: Projection,
     from_seq: u64,
-    prev_hash: String,
+    prev_hash: &str,
 ) -> Result<Projection, LedgerError> {
-    for item in store.scan(from_seq).linked_to(prev_hash) {
-        let event = item?;
-        check_and_apply(&mut projection, &event)?;
-    }
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(prev_hash, &mut prev).map_err(|e| LedgerError::Invalid {
+        seq: from_seq.saturating_sub(1),
+        reason: format!("hash is not 64 hex digits: {e}"),
+    })?;
+    projection.begin_bulk();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<crate::store::Record>, StoreError>>(8);
+    std::thread::scope(|scope| -> Result<(), LedgerError> {
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+            for item in store.records(from_seq) {
+                let checked = item.and_then(|r| {
+                    r.check_hash()?;
+                    if r.prev_hash() != &prev {
+                        return Err(StoreError::Corrupt {
+                            seq: r.seq(),
+                            reason: format!(
+                                "prev_hash {} does not match the hash of seq {}",
+                                hex::encode(r.prev_hash()),
+                                r.seq() - 1
+                            ),
+                        });
+                    }
+                    prev = *r.hash();
+                    Ok(r)
+                });
+                match checked {
+                    Ok(r) => {
+                        chunk.push(r);
+                        if chunk.len() == REPLAY_CHUNK
+                            && tx
+                                .send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK))))
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk));
+            }
+        });
+        for chunk in rx {
+            for r in chunk? {
+                let invalid = |reason: String| LedgerError::Invalid { seq: r.seq(), reason };
+                let fact = Fact::from_bytes(r.fact()).map_err(invalid)?;
+                projection.apply_fact(r.seq(), &fact).map_err(|e| invalid(e.reason))?;
+            }
+        }
+        Ok(())
+    })?;
+    projection.end_bulk();
     let head = store.head();
-    projection.set_tree(store.frontier(head.seq)?);
-    if head.seq != projection.head_seq() || head.hash != projection.head_hash() {
+    if head.seq != projection.head_seq() {
         return Err(LedgerError::Invalid {
             seq: head.seq,
             reason: format!(
@@ -347,6 +407,20 @@ fn replay(
             ),
         });
     }
+    if head.seq > 0 {
+        let last = store.get(head.seq)?.ok_or_else(|| LedgerError::Invalid {
+            seq: head.seq,
+            reason: "the head event is missing".into(),
+        })?;
+        if last.hash != head.hash {
+            return Err(LedgerError::Invalid {
+                seq: head.seq,
+                reason: "the stored head's hash is not the last event's".into(),
+            });
+        }
+        projection.set_head(&last.hash, &last.recorded_at);
+    }
+    projection.set_tree(store.frontier(head.seq)?);
     Ok(projection)
 }
 
@@ -361,7 +435,8 @@ struct Overlay {
 #[derive(Clone)]
 struct PendingEvent {
     known: KnownEvent,
-    digest: [u8; 32],
+    /// Canonical digest of the posted members, for retries in the same group.
+    digest: Option<[u8; 32]>,
     receipt: Receipt,
 }
 
@@ -525,7 +600,6 @@ impl Writer {
             return;
         }
         let mut staged: Vec<Staged> = Vec::new();
-        let mut parsed: Vec<NewEvent> = Vec::new();
         let mut plans = Vec::with_capacity(group.len());
         let new_tree;
         let mut replies = Vec::with_capacity(group.len());
@@ -560,10 +634,7 @@ impl Writer {
                     &mut tree,
                 );
                 match &plan {
-                    Plan::Created(_) => {
-                        overlay.absorb(request);
-                        parsed.extend(events);
-                    }
+                    Plan::Created(_) => overlay.absorb(request),
                     _ => {
                         // Undo whatever this request staged before it failed.
                         staged.truncate(start);
@@ -597,19 +668,22 @@ impl Writer {
         match &written {
             Ok(()) => {
                 let mut projection = self.projection.write().expect("projection lock");
-                for (s, p) in staged.iter().zip(&parsed) {
-                    if let Err(e) = projection.apply(&s.event, p) {
+                for s in &staged {
+                    if let Err(e) = projection.apply_fact(s.event.seq, &s.fact) {
                         // The writer checked every rule before writing; a refusal here
                         // means the projection and the log disagree.
                         panic!("durable event refused by the projection: {e}");
                     }
+                }
+                if let Some(last) = staged.last() {
+                    projection.set_head(&last.event.hash, &last.event.recorded_at);
                 }
                 projection.set_tree(new_tree);
                 drop(projection);
                 // Subscribers see an event only once it is durable and readable.
                 if self.feed.receiver_count() > 0 {
                     for s in &staged {
-                        let json = String::from_utf8(s.bytes.clone()).expect("stored events are UTF-8 JSON");
+                        let json = serde_json::to_string(&s.event).expect("stored events serialize");
                         let _ = self.feed.send(Arc::new(FeedItem {
                             event: s.event.clone(),
                             json,
@@ -677,13 +751,12 @@ impl Writer {
                     i,
                 ));
             }
-            let digest = canonical_digest(&serde_json::Value::Object(e.posted_members(id)));
             let view = Layered { base, group, request };
             let known = if let Some(p) = view.pending(&id) {
                 pending_retry = true;
-                Some((p.digest, p.receipt.clone()))
-            } else if base.seq_of(&id).is_some() {
-                match self.committed(&id) {
+                Some((p.digest.unwrap_or_default(), p.receipt.clone()))
+            } else if let Some(seq) = base.seq_of(&id) {
+                match self.committed(seq) {
                     Ok(k) => k,
                     Err(e) => return Plan::Answered(Err(AppendError::Unavailable(e.to_string()))),
                 }
@@ -692,7 +765,9 @@ impl Writer {
             };
             match known {
                 None => new_count += 1,
-                Some((d, receipt)) if d == digest => retries.push(receipt),
+                Some((d, receipt)) if d == canonical_digest(&serde_json::Value::Object(e.posted_members(id))) => {
+                    retries.push(receipt)
+                }
                 Some(_) => return refuse(in_item(Problem::IdConflict { field: "id".into(), id }, i)),
             }
         }
@@ -726,9 +801,10 @@ impl Writer {
                 return refuse(in_item(p, i));
             }
             let version = view.stream_version(&e.stream) + 1;
+            // Only a posted id can be retried within the group.
+            let digest =
+                e.id.map(|id| canonical_digest(&serde_json::Value::Object(e.posted_members(id))));
             let id = e.id.unwrap_or_else(Uuid::now_v7);
-            let posted = e.posted_members(id);
-            let digest = canonical_digest(&serde_json::Value::Object(posted));
             let mut event = StoredEvent {
                 seq: *head_seq + 1,
                 id,
@@ -750,20 +826,20 @@ impl Writer {
                 prev_hash: head_hash.clone(),
                 hash: String::new(),
             };
-            event.hash = event_hash(&event);
-            let bytes = serde_json::to_vec(&event).expect("stored events serialize");
-            if bytes.len() > MAX_EVENT_BYTES {
+            let canonical = canonical_event(&event);
+            event.hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical));
+            // As served: the canonical JSON plus its `hash` member.
+            let size = canonical.len() + r#","hash":""#.len() + event.hash.len();
+            if size > MAX_EVENT_BYTES {
                 return refuse(in_item(
                     Problem::invalid(
                         "",
-                        format!(
-                            "the stored event would be {} bytes; the limit is {MAX_EVENT_BYTES}",
-                            bytes.len()
-                        ),
+                        format!("the stored event would be {size} bytes; the limit is {MAX_EVENT_BYTES}"),
                     ),
                     i,
                 ));
             }
+            let fact = Fact::of(id, version, e);
             *head_seq = event.seq;
             *head_hash = event.hash.clone();
             request.versions.insert(e.stream.clone(), version);
@@ -785,23 +861,26 @@ impl Writer {
             let nodes = tree.push(&leaf_of(&event));
             staged.push(Staged {
                 event,
-                bytes,
-                digest,
+                canonical,
+                fact,
                 nodes,
             });
         }
         Plan::Created(start..staged.len())
     }
 
-    /// The digest and original receipt of a committed event.
-    fn committed(&self, id: &Uuid) -> Result<Option<([u8; 32], Receipt)>, StoreError> {
-        let Some(rec) = self.store.id_record(id)? else {
-            return Ok(None);
-        };
-        let event = self.store.get(rec.seq)?.ok_or_else(|| StoreError::Corrupt {
-            seq: rec.seq,
-            reason: format!("event {id} is indexed but missing"),
+    /// The digest of the posted members and the original receipt of the
+    /// committed event at `seq`.
+    fn committed(&self, seq: u64) -> Result<Option<([u8; 32], Receipt)>, StoreError> {
+        let event = self.store.get(seq)?.ok_or_else(|| StoreError::Corrupt {
+            seq,
+            reason: "an event the projection holds is missing from the log".into(),
         })?;
-        Ok(Some((rec.digest, event.receipt())))
+        let posted = event.to_new_event().map_err(|p| StoreError::Corrupt {
+            seq,
+            reason: format!("the stored event no longer reads as an event: {p}"),
+        })?;
+        let digest = canonical_digest(&serde_json::Value::Object(posted.posted_members(event.id)));
+        Ok(Some((digest, event.receipt())))
     }
 }

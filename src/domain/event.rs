@@ -415,7 +415,7 @@ impl EventData {
 }
 
 /// Which stream an event belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StreamRef {
     Location(Slug),
     Actor(Slug),

@@ -31,6 +31,29 @@ pub enum Effect<K> {
     Nothing,
 }
 
+impl<K> Effect<K> {
+    /// The same effect with every actor key mapped by `f`; the first failure stops.
+    pub fn try_map<J, E>(&self, mut f: impl FnMut(&K) -> Result<J, E>) -> Result<Effect<J>, E> {
+        Ok(match self {
+            Effect::Establish(a) => Effect::Establish(f(a)?),
+            Effect::Enter(a) => Effect::Enter(f(a)?),
+            Effect::Withdraw(a) => Effect::Withdraw(f(a)?),
+            Effect::Clash(actors) => Effect::Clash(actors.iter().map(&mut f).collect::<Result<_, _>>()?),
+            Effect::Repel { defender, attacker } => Effect::Repel {
+                defender: f(defender)?,
+                attacker: f(attacker)?,
+            },
+            Effect::Close => Effect::Close,
+            Effect::Reopen => Effect::Reopen,
+            Effect::Casualties { killed, wounded } => Effect::Casualties {
+                killed: *killed,
+                wounded: *wounded,
+            },
+            Effect::Nothing => Effect::Nothing,
+        })
+    }
+}
+
 /// One development of a location, as the fold needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Development<K> {

@@ -14,14 +14,19 @@ pub fn canonical_digest(value: &Value) -> [u8; 32] {
     Sha256::digest(super::jcs::to_vec(value)).into()
 }
 
-/// The hash of a stored event: lowercase hex SHA-256 of the JCS canonical JSON
-/// of the event object without its `hash` member.
-pub fn event_hash(event: &StoredEvent) -> String {
+/// The bytes an event's hash covers: the RFC 8785 canonical JSON of the event
+/// object without its `hash` member.
+pub fn canonical_event(event: &StoredEvent) -> Vec<u8> {
     let mut value = serde_json::to_value(event).expect("stored events always serialize");
     if let Value::Object(m) = &mut value {
         m.remove("hash");
     }
-    hex::encode(canonical_digest(&value))
+    super::jcs::to_vec(&value)
+}
+
+/// The hash of a stored event: lowercase hex SHA-256 of `canonical_event`.
+pub fn event_hash(event: &StoredEvent) -> String {
+    hex::encode(Sha256::digest(canonical_event(event)))
 }
 
 /// Why a stored event breaks the chain.

@@ -7,6 +7,7 @@
 //! nothing above it.
 
 pub mod event;
+pub mod fact;
 pub mod fold;
 pub mod ids;
 pub mod integrity;

@@ -11,14 +11,15 @@
 
 pub mod view;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::event::{ActorKind, EventData, LocationKind, NewEvent, StoredEvent, StreamRef};
-use crate::domain::fold::{fold, Control, Development, Effect, Status};
+use crate::domain::event::{ActorKind, LocationKind, NewEvent, StoredEvent, StreamRef};
+use crate::domain::fact::{Change, Fact};
+use crate::domain::fold::{fold, Control, Development, Status};
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::domain::rules::{Catalog, KnownEvent};
 use crate::domain::{EventType, Slug};
@@ -108,7 +109,13 @@ pub struct Projection {
     location_ix: HashMap<Slug, LocationIx>,
     events: HashMap<Uuid, EventEntry>,
     by_type: HashMap<EventType, Vec<u64>>,
+    /// Locations a bulk fold has touched; `None` outside one.
+    #[serde(skip)]
+    bulk: Option<HashSet<LocationIx>>,
 }
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 impl Default for Projection {
     fn default() -> Self {
@@ -118,11 +125,12 @@ impl Default for Projection {
             merkle: MerkleFrontier::default(),
             last_recorded_at: None,
             actors: Vec::new(),
-            actor_ix: HashMap::new(),
+            actor_ix: HashMap::default(),
             locations: Vec::new(),
-            location_ix: HashMap::new(),
-            events: HashMap::new(),
-            by_type: HashMap::new(),
+            location_ix: HashMap::default(),
+            events: HashMap::default(),
+            by_type: HashMap::default(),
+            bulk: None,
         }
     }
 }
@@ -178,30 +186,73 @@ impl Projection {
     /// Apply one stored event that follows the head. `parsed` is the event's
     /// envelope re-read by the domain (its data typed).
     pub fn apply(&mut self, stored: &StoredEvent, parsed: &NewEvent) -> Result<(), ApplyError> {
-        let fail = |reason: String| ApplyError {
-            seq: stored.seq,
-            reason,
-        };
-        if stored.seq != self.head_seq + 1 {
+        self.apply_fact(stored.seq, &Fact::of(stored.id, stored.version, parsed))?;
+        self.set_head(&stored.hash, &stored.recorded_at);
+        Ok(())
+    }
+
+    /// The hash and `recorded_at` of the event at the head, which `apply_fact`
+    /// leaves to the caller (a bulk fold sets them once, at the end).
+    pub fn set_head(&mut self, hash: &str, recorded_at: &str) {
+        hash.clone_into(&mut self.head_hash);
+        self.last_recorded_at = Some(recorded_at.to_owned());
+    }
+
+    /// Fold many events at once (start-up): developments are appended to their
+    /// location's history in seq order and each touched location is sorted and
+    /// folded once, in `end_bulk`, instead of after every event.
+    pub fn begin_bulk(&mut self) {
+        self.bulk = Some(HashSet::default());
+    }
+
+    /// Sort and fold every location the bulk fold touched.
+    pub fn end_bulk(&mut self) {
+        let Some(dirty) = self.bulk.take() else { return };
+        for ix in dirty {
+            let loc = &mut self.locations[ix as usize];
+            loc.history.sort_unstable_by_key(|e| (e.dev.occurred_at, e.dev.seq));
+            self.refold_live(ix);
+        }
+    }
+
+    /// Apply the fact of the event at `seq`, which must follow the head.
+    pub fn apply_fact(&mut self, seq: u64, fact: &Fact) -> Result<(), ApplyError> {
+        let fail = |reason: String| ApplyError { seq, reason };
+        if seq != self.head_seq + 1 {
             return Err(fail(format!("the projection is at seq {}", self.head_seq)));
         }
-        let seq = stored.seq;
+        let version = self.stream_version(&fact.stream) + 1;
+        if fact.version != version {
+            return Err(fail(format!(
+                "version {} where the stream is at {}",
+                fact.version,
+                version - 1
+            )));
+        }
         let mut location = None;
-        match (&parsed.stream, &parsed.data) {
-            (StreamRef::Actor(id), EventData::ActorRegistered(d)) => {
+        match (&fact.stream, &fact.change) {
+            (
+                StreamRef::Actor(id),
+                Change::RegisterActor {
+                    name,
+                    kind,
+                    aliases,
+                    member_of,
+                },
+            ) => {
                 if self.actor_ix.contains_key(id) {
                     return Err(fail(format!("actor '{id}' registered twice")));
                 }
-                let member_of = match &d.member_of {
+                let member_of = match member_of {
                     Some(m) => Some(self.actor(m).ok_or_else(|| fail(format!("unknown actor '{m}'")))?),
                     None => None,
                 };
                 let ix = self.actors.len() as ActorIx;
                 self.actors.push(ActorState {
                     id: id.clone(),
-                    name: d.name.clone(),
-                    kind: d.kind,
-                    aliases: d.aliases.clone().unwrap_or_default(),
+                    name: name.clone(),
+                    kind: *kind,
+                    aliases: aliases.clone(),
                     member_of,
                     seqs: vec![seq],
                     mentions: vec![seq],
@@ -213,11 +264,20 @@ impl Projection {
                     self.actors[m as usize].mentions.push(seq);
                 }
             }
-            (StreamRef::Location(id), EventData::LocationRegistered(d)) => {
+            (
+                StreamRef::Location(id),
+                Change::RegisterLocation {
+                    name,
+                    kind,
+                    parent,
+                    lat,
+                    lon,
+                },
+            ) => {
                 if self.location_ix.contains_key(id) {
                     return Err(fail(format!("location '{id}' registered twice")));
                 }
-                let parent = match &d.parent {
+                let parent = match parent {
                     Some(p) => Some(
                         self.location(p)
                             .ok_or_else(|| fail(format!("unknown location '{p}'")))?,
@@ -227,11 +287,11 @@ impl Projection {
                 let ix = self.locations.len() as LocationIx;
                 self.locations.push(LocationState {
                     id: id.clone(),
-                    name: d.name.clone(),
-                    kind: d.kind,
+                    name: name.clone(),
+                    kind: *kind,
                     parent,
-                    lat: d.lat,
-                    lon: d.lon,
+                    lat: *lat,
+                    lon: *lon,
                     seqs: vec![seq],
                     children: Vec::new(),
                     history: Vec::new(),
@@ -244,88 +304,96 @@ impl Projection {
                 }
                 location = Some(ix);
             }
-            (StreamRef::Location(id), data) => {
+            (StreamRef::Location(id), change @ (Change::Develop(_) | Change::Retract(_))) => {
                 let ix = self
                     .location(id)
                     .ok_or_else(|| fail(format!("unknown location '{id}'")))?;
                 location = Some(ix);
-                let mut named = Vec::new();
-                for (_, a) in data.named_actors() {
+                let occurred_at = fact
+                    .occurred_at
+                    .and_then(|t| t.to_utc())
+                    .ok_or_else(|| fail("occurred_at is missing".into()))?;
+                let mut named = Vec::with_capacity(fact.mentions.len());
+                for a in &fact.mentions {
                     named.push(self.actor(a).ok_or_else(|| fail(format!("unknown actor '{a}'")))?);
                 }
                 named.dedup();
                 for a in &named {
                     self.actors[*a as usize].mentions.push(seq);
                 }
-                self.locations[ix as usize].seqs.push(seq);
-                if let EventData::EventRetracted(r) = data {
-                    let target = self
-                        .events
-                        .get_mut(&r.event_id)
-                        .ok_or_else(|| fail(format!("unknown event {}", r.event_id)))?;
-                    if target.retracted_at.is_some() || target.location != Some(ix) {
-                        return Err(fail(format!("event {} cannot be retracted here", r.event_id)));
+                match change {
+                    Change::Retract(target_id) => {
+                        let target = self
+                            .events
+                            .get_mut(target_id)
+                            .ok_or_else(|| fail(format!("unknown event {target_id}")))?;
+                        if target.retracted_at.is_some() || target.location != Some(ix) {
+                            return Err(fail(format!("event {target_id} cannot be retracted here")));
+                        }
+                        target.retracted_at = Some(seq);
+                        let target_seq = target.seq;
+                        let loc = &mut self.locations[ix as usize];
+                        loc.seqs.push(seq);
+                        loc.retractions.push((occurred_at, seq));
+                        if let Some(entry) = loc.history.iter_mut().rev().find(|e| e.dev.seq == target_seq) {
+                            entry.retracted_at = Some(seq);
+                        }
+                        self.touched(ix);
                     }
-                    target.retracted_at = Some(seq);
-                    let target_seq = target.seq;
-                    let occurred_at = parsed
-                        .occurred_at
-                        .ok_or_else(|| fail("occurred_at is missing".into()))?;
-                    let loc = &mut self.locations[ix as usize];
-                    loc.retractions.push((occurred_at, seq));
-                    if let Some(entry) = loc.history.iter_mut().find(|e| e.dev.seq == target_seq) {
-                        entry.retracted_at = Some(seq);
-                    }
-                    self.refold_live(ix);
-                } else {
-                    let occurred_at = parsed
-                        .occurred_at
-                        .ok_or_else(|| fail("occurred_at is missing".into()))?;
-                    let dev = Development {
-                        seq,
-                        occurred_at,
-                        id: stored.id,
-                        claimed: parsed.claimant().is_some(),
-                        effect: self.effect(data),
-                    };
-                    let loc = &mut self.locations[ix as usize];
-                    let key = (dev.occurred_at, dev.seq);
-                    let pos = loc.history.partition_point(|e| (e.dev.occurred_at, e.dev.seq) < key);
-                    let at_end = pos == loc.history.len();
-                    loc.history.insert(
-                        pos,
-                        Entry {
+                    Change::Develop(effect) => {
+                        let effect =
+                            effect.try_map(|a| self.actor(a).ok_or_else(|| fail(format!("unknown actor '{a}'"))))?;
+                        let dev = Development {
+                            seq,
+                            occurred_at,
+                            id: fact.id,
+                            claimed: fact.claimed,
+                            effect,
+                        };
+                        let entry = Entry {
                             dev,
                             retracted_at: None,
-                        },
-                    );
-                    if at_end {
-                        // The common case, a development later than all others:
-                        // advance the live status instead of refolding.
-                        let before = loc.live.clone();
-                        let dev = &loc.history[pos].dev;
-                        loc.live.apply(dev);
-                        self.reindex_actors(ix, &before);
-                    } else {
-                        self.refold_live(ix);
+                        };
+                        let bulk = self.bulk.is_some();
+                        let loc = &mut self.locations[ix as usize];
+                        loc.seqs.push(seq);
+                        if bulk {
+                            loc.history.push(entry);
+                            self.touched(ix);
+                        } else {
+                            let key = (entry.dev.occurred_at, seq);
+                            let pos = loc.history.partition_point(|e| (e.dev.occurred_at, e.dev.seq) < key);
+                            let at_end = pos == loc.history.len();
+                            loc.history.insert(pos, entry);
+                            if at_end {
+                                // The common case, a development later than all others:
+                                // advance the live status instead of refolding.
+                                let before = loc.live.clone();
+                                let dev = &loc.history[pos].dev;
+                                loc.live.apply(dev);
+                                self.reindex_actors(ix, &before);
+                            } else {
+                                self.refold_live(ix);
+                            }
+                        }
                     }
+                    _ => unreachable!("matched above"),
                 }
             }
+            (StreamRef::Location(id), _) => return Err(fail(format!("location '{id}' registered twice"))),
             (StreamRef::Actor(id), _) => return Err(fail(format!("actor stream '{id}' only holds its registration"))),
         }
         self.events.insert(
-            stored.id,
+            fact.id,
             EventEntry {
                 seq,
-                event_type: stored.event_type,
+                event_type: fact.event_type,
                 location,
                 retracted_at: None,
             },
         );
-        self.by_type.entry(stored.event_type).or_default().push(seq);
+        self.by_type.entry(fact.event_type).or_default().push(seq);
         self.head_seq = seq;
-        self.head_hash = stored.hash.clone();
-        self.last_recorded_at = Some(stored.recorded_at.clone());
         Ok(())
     }
 
@@ -337,28 +405,14 @@ impl Projection {
         self.location_ix.get(id).copied()
     }
 
-    fn effect(&self, data: &EventData) -> Effect<ActorIx> {
-        let a = |s: &Slug| self.actor(s).expect("actors were checked before");
-        match data {
-            EventData::ControlEstablished(d) => Effect::Establish(a(&d.actor)),
-            EventData::ForcesEntered(d) => Effect::Enter(a(&d.actor)),
-            EventData::ForcesWithdrew(d) => Effect::Withdraw(a(&d.actor)),
-            EventData::ClashesReported(d) => Effect::Clash(d.actors.iter().map(a).collect()),
-            EventData::AttackRepelled(d) => Effect::Repel {
-                defender: a(&d.defender),
-                attacker: a(&d.attacker),
-            },
-            EventData::FacilityClosed(_) => Effect::Close,
-            EventData::FacilityReopened(_) => Effect::Reopen,
-            EventData::CasualtiesReported(d) => Effect::Casualties {
-                killed: d.killed.unwrap_or(0),
-                wounded: d.wounded.unwrap_or(0),
-            },
-            EventData::AirSupportProvided(_)
-            | EventData::Report(_)
-            | EventData::LocationRegistered(_)
-            | EventData::ActorRegistered(_)
-            | EventData::EventRetracted(_) => Effect::Nothing,
+    /// A location's history changed out of order: refold it now, or at the end
+    /// of a bulk fold.
+    fn touched(&mut self, ix: LocationIx) {
+        match &mut self.bulk {
+            Some(dirty) => {
+                dirty.insert(ix);
+            }
+            None => self.refold_live(ix),
         }
     }
 

@@ -1,21 +1,29 @@
 //! The event store: the only code that knows sled.
 //!
-//! One sled tree, `log`, holds three kinds of keys:
+//! One sled tree, `log`, holds these keys:
 //!
 //! | key                      | value                              |
 //! |--------------------------|------------------------------------|
-//! | `e` + seq (u64, BE)      | the stored event, JSON             |
-//! | `i` + event id (16 B)    | seq (u64, BE) + content digest (32 B) |
+//! | `e` + seq (u64, BE)      | the event's record (below)          |
 //! | `h`                      | head: seq (u64, BE) + hash (32 B)  |
-//! | `m` + level (1 B) + index (u64, BE) | a perfect Merkle subtree's hash (32 B) |
+//! | `m` + level (1 B) + index (u64, BE) | a perfect Merkle subtree's hash (32 B), for levels >= `STORED_NODE_LEVEL` |
+//! | `v`                      | the layout version (1 B)           |
+//!
+//! An event's record is `[layout][hash 32 B][prev_hash 32 B][fact length u32 LE][fact][canonical JSON]`:
+//! the canonical JSON is the RFC 8785 form of the event without its `hash`
+//! member, exactly the bytes its hash is the SHA-256 of, so checking an event
+//! is one SHA-256 over what is stored. The fact is what the projections read
+//! (`domain::fact`), so start-up folds the log without parsing JSON.
+//! Merkle subtrees below `STORED_NODE_LEVEL` are recomputed from at most
+//! 2^(level) stored hashes when a proof needs them.
 //!
 //! An append writes all of a group's keys with one `apply_batch`, which sled
 //! makes atomic across crashes, then calls `flush` and, because sled 0.34's flush
 //! ends in `sync_file_range` (no metadata, no device cache flush), an
 //! `fdatasync` of sled's log file. Only then does the caller acknowledge.
 //! Invariants are checked at both ends: before writing (seq follows the head,
-//! each `prev_hash` links, hashes recompute) and after reading (each event's hash
-//! recomputes; scans check the links).
+//! each `prev_hash` links) and after reading (each event's hash recomputes over
+//! its bytes; scans check the links).
 //!
 //! This module must not: decide whether an event is valid (that is `domain`),
 //! keep read models (that is `projection`), or know about HTTP.
@@ -24,7 +32,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::domain::integrity::{event_hash, MerkleFrontier, NodeId, GENESIS_HASH};
+use sha2::{Digest, Sha256};
+
+use crate::domain::fact::Fact;
+use crate::domain::integrity::{leaf_hash, node_hash, MerkleFrontier, NodeId, GENESIS_HASH};
 use crate::domain::StoredEvent;
 
 /// sled's segment size. With it, sled's inline threshold (a quarter segment) is
@@ -35,9 +46,16 @@ const SEGMENT_SIZE: usize = 4 * 1024 * 1024;
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 const EVENT_PREFIX: u8 = b'e';
-const ID_PREFIX: u8 = b'i';
 const HEAD_KEY: &[u8] = b"h";
 const NODE_PREFIX: u8 = b'm';
+const LAYOUT_KEY: &[u8] = b"v";
+/// The layout of records and keys described above.
+const LAYOUT: u8 = 2;
+/// Merkle subtrees of 2^4 leaves and up are stored; smaller ones are
+/// recomputed from at most 16 event hashes.
+pub const STORED_NODE_LEVEL: u32 = 4;
+/// Bytes before a record's fact: layout, hash, prev_hash, fact length.
+const RECORD_HEADER: usize = 1 + 32 + 32 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +67,13 @@ pub enum StoreError {
     Corrupt { seq: u64, reason: String },
     #[error("refused to write: {0}")]
     Invariant(String),
+}
+
+fn corrupt(seq: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        seq,
+        reason: reason.into(),
+    }
 }
 
 /// The chain head: the last event's seq and hash (seq 0 and 64 zeros when empty).
@@ -67,20 +92,121 @@ impl Head {
     }
 }
 
-/// An event ready to be written, with the digest idempotent retries compare.
+/// An event ready to be written.
 pub struct Staged {
     pub event: StoredEvent,
-    pub bytes: Vec<u8>,
-    pub digest: [u8; 32],
+    /// RFC 8785 JSON of the event without `hash`: what `event.hash` is the SHA-256 of.
+    pub canonical: Vec<u8>,
+    pub fact: Fact,
     /// The perfect Merkle subtrees this event completes.
     pub nodes: Vec<(NodeId, [u8; 32])>,
 }
 
-/// What the store remembers about an event id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdRecord {
-    pub seq: u64,
-    pub digest: [u8; 32],
+/// One stored event's record, as read, before any check.
+#[derive(Clone)]
+pub struct Record {
+    seq: u64,
+    value: sled::IVec,
+}
+
+impl Record {
+    fn new(seq: u64, value: sled::IVec) -> Result<Record, StoreError> {
+        let ok = value.len() >= RECORD_HEADER && value[0] == LAYOUT && {
+            let fact_len = u32::from_le_bytes(value[65..69].try_into().expect("4 bytes")) as usize;
+            value.len() >= RECORD_HEADER + fact_len
+        };
+        if ok {
+            Ok(Record { seq, value })
+        } else {
+            Err(corrupt(seq, "the stored record is malformed"))
+        }
+    }
+
+    fn encode(s: &Staged) -> Result<Vec<u8>, StoreError> {
+        let fact = s.fact.to_bytes();
+        let mut v = Vec::with_capacity(RECORD_HEADER + fact.len() + s.canonical.len());
+        v.push(LAYOUT);
+        v.extend_from_slice(&decode_hash(&s.event.hash).map_err(StoreError::Invariant)?);
+        v.extend_from_slice(&decode_hash(&s.event.prev_hash).map_err(StoreError::Invariant)?);
+        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
+        v.extend_from_slice(&fact);
+        v.extend_from_slice(&s.canonical);
+        Ok(v)
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn hash(&self) -> &[u8; 32] {
+        self.value[1..33].try_into().expect("32 bytes")
+    }
+
+    pub fn prev_hash(&self) -> &[u8; 32] {
+        self.value[33..65].try_into().expect("32 bytes")
+    }
+
+    fn fact_len(&self) -> usize {
+        u32::from_le_bytes(self.value[65..69].try_into().expect("4 bytes")) as usize
+    }
+
+    /// The fact's bytes (`Fact::from_bytes` reads them).
+    pub fn fact(&self) -> &[u8] {
+        &self.value[RECORD_HEADER..RECORD_HEADER + self.fact_len()]
+    }
+
+    /// The canonical JSON the hash covers.
+    pub fn canonical(&self) -> &[u8] {
+        &self.value[RECORD_HEADER + self.fact_len()..]
+    }
+
+    /// The event's bytes still hash to its hash.
+    pub fn check_hash(&self) -> Result<(), StoreError> {
+        let actual: [u8; 32] = Sha256::digest(self.canonical()).into();
+        if &actual == self.hash() {
+            Ok(())
+        } else {
+            Err(corrupt(
+                self.seq,
+                format!(
+                    "stored hash {} does not match the recomputed hash {}",
+                    hex::encode(self.hash()),
+                    hex::encode(actual)
+                ),
+            ))
+        }
+    }
+
+    /// The event, its hash checked against its bytes and its JSON against the
+    /// record's seq and `prev_hash`.
+    pub fn event(&self) -> Result<StoredEvent, StoreError> {
+        self.check_hash()?;
+        let canonical = self.canonical();
+        if canonical.first() != Some(&b'{') {
+            return Err(corrupt(self.seq, "the stored event is not a JSON object"));
+        }
+        // The hash member goes first: member order carries no meaning in JSON.
+        let mut json = Vec::with_capacity(canonical.len() + 80);
+        json.extend_from_slice(b"{\"hash\":\"");
+        json.extend_from_slice(hex::encode(self.hash()).as_bytes());
+        json.push(b'"');
+        if canonical.len() > 2 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&canonical[1..]);
+        let event: StoredEvent = serde_json::from_slice(&json)
+            .map_err(|e| corrupt(self.seq, format!("the stored event does not decode: {e}")))?;
+        if event.seq != self.seq {
+            return Err(corrupt(
+                self.seq,
+                format!("the event stored at seq {} says seq {}", self.seq, event.seq),
+            ));
+        }
+        if decode_hash(&event.prev_hash).ok().as_ref() != Some(self.prev_hash()) {
+            return Err(corrupt(self.seq, "the record's prev_hash is not the event's"));
+        }
+        Ok(event)
+    }
 }
 
 pub struct Store {
@@ -105,12 +231,6 @@ fn node_key(id: NodeId) -> [u8; 10] {
     k
 }
 
-fn id_key(id: &uuid::Uuid) -> [u8; 17] {
-    let mut k = [ID_PREFIX; 17];
-    k[1..].copy_from_slice(id.as_bytes());
-    k
-}
-
 fn decode_hash(hex_hash: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_hash, &mut out).map_err(|e| format!("hash is not 64 hex digits: {e}"))?;
@@ -119,7 +239,7 @@ fn decode_hash(hex_hash: &str) -> Result<[u8; 32], String> {
 
 impl Store {
     /// Open (or create) the store in `dir`. Fails clearly when another process
-    /// holds it or the directory is unusable.
+    /// holds it, the directory is unusable, or the store has another layout.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
@@ -130,24 +250,32 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         let log = db.open_tree("log")?;
-        // Make sure sled's files exist on disk and their directory entries are durable.
-        db.flush()?;
-        let log_file = File::open(dir.join("db"))?;
-        log_file.sync_all()?;
-        File::open(dir)?.sync_all()?;
         let head = match log.get(HEAD_KEY)? {
             None => Head::genesis(),
             Some(v) if v.len() == 40 => Head {
                 seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
                 hash: hex::encode(&v[8..]),
             },
-            Some(_) => {
-                return Err(StoreError::Corrupt {
-                    seq: 0,
-                    reason: "the head record is malformed".into(),
-                })
-            }
+            Some(_) => return Err(corrupt(0, "the head record is malformed")),
         };
+        match log.get(LAYOUT_KEY)? {
+            Some(v) if v.as_ref() == [LAYOUT] => {}
+            None if head.seq == 0 => {
+                log.insert(LAYOUT_KEY, &[LAYOUT])?;
+            }
+            found => {
+                return Err(StoreError::Invariant(format!(
+                    "the store in {} has record layout {}, this version reads layout {LAYOUT}: export it with the version that wrote it and import the export",
+                    dir.display(),
+                    found.map_or("1".to_owned(), |v| format!("{v:?}"))
+                )))
+            }
+        }
+        // Make sure sled's files exist on disk and their directory entries are durable.
+        db.flush()?;
+        let log_file = File::open(dir.join("db"))?;
+        log_file.sync_all()?;
+        File::open(dir)?.sync_all()?;
         Ok(Store {
             db,
             log,
@@ -189,12 +317,8 @@ impl Store {
         }
         let mut b = sled::Batch::default();
         for s in batch {
-            b.insert(&event_key(s.event.seq), s.bytes.as_slice());
-            let mut rec = Vec::with_capacity(40);
-            rec.extend_from_slice(&s.event.seq.to_be_bytes());
-            rec.extend_from_slice(&s.digest);
-            b.insert(&id_key(&s.event.id), rec);
-            for (node, hash) in &s.nodes {
+            b.insert(&event_key(s.event.seq), Record::encode(s)?);
+            for (node, hash) in s.nodes.iter().filter(|(n, _)| n.level >= STORED_NODE_LEVEL) {
                 b.insert(&node_key(*node), hash);
             }
         }
@@ -226,7 +350,6 @@ impl Store {
         let mut b = sled::Batch::default();
         for s in batch {
             b.remove(&event_key(s.event.seq));
-            b.remove(&id_key(&s.event.id));
             for (node, _) in &s.nodes {
                 b.remove(&node_key(*node));
             }
@@ -240,53 +363,73 @@ impl Store {
         }
     }
 
-    /// The event at `seq`, its hash re-checked.
-    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+    /// The record at `seq`, unchecked.
+    pub fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
         match self.log.get(event_key(seq))? {
             None => Ok(None),
-            Some(bytes) => decode_checked(seq, &bytes).map(Some),
+            Some(value) => Record::new(seq, value).map(Some),
         }
     }
 
-    /// What the store knows of event `id`: its seq and content digest.
-    pub fn id_record(&self, id: &uuid::Uuid) -> Result<Option<IdRecord>, StoreError> {
-        match self.log.get(id_key(id))? {
-            None => Ok(None),
-            Some(v) if v.len() == 40 => Ok(Some(IdRecord {
-                seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                digest: v[8..].try_into().expect("32 bytes"),
-            })),
-            Some(_) => Err(StoreError::Corrupt {
-                seq: 0,
-                reason: format!("the id record of {id} is malformed"),
-            }),
-        }
+    /// The event at `seq`, its hash re-checked.
+    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        self.record(seq)?.map(|r| r.event()).transpose()
     }
 
-    /// A stored perfect Merkle subtree.
+    /// A perfect Merkle subtree: stored from `STORED_NODE_LEVEL` up, below it
+    /// recomputed from the stored event hashes it covers.
     pub fn node(&self, id: NodeId) -> Result<[u8; 32], StoreError> {
-        match self.log.get(node_key(id))? {
-            Some(v) if v.len() == 32 => Ok(v.as_ref().try_into().expect("32 bytes")),
-            _ => Err(StoreError::Corrupt {
-                seq: (id.index << id.level) + 1,
-                reason: format!("Merkle node {}/{} is missing or malformed", id.level, id.index),
-            }),
+        let first = (id.index << id.level) + 1;
+        if id.level >= STORED_NODE_LEVEL {
+            return match self.log.get(node_key(id))? {
+                Some(v) if v.len() == 32 => Ok(v.as_ref().try_into().expect("32 bytes")),
+                _ => Err(corrupt(
+                    first,
+                    format!("Merkle node {}/{} is missing or malformed", id.level, id.index),
+                )),
+            };
         }
+        let width = 1usize << id.level;
+        let mut level: Vec<[u8; 32]> = Vec::with_capacity(width);
+        for r in self.records(first).take(width) {
+            level.push(leaf_hash(r?.hash()));
+        }
+        if level.len() < width {
+            return Err(corrupt(
+                first + level.len() as u64,
+                format!(
+                    "Merkle node {}/{} covers events the log does not hold",
+                    id.level, id.index
+                ),
+            ));
+        }
+        while level.len() > 1 {
+            level = level.chunks(2).map(|p| node_hash(&p[0], &p[1])).collect();
+        }
+        Ok(level[0])
     }
 
     /// The Merkle frontier of the first `size` events, from stored nodes:
-    /// O(log n) reads, no rehashing.
+    /// O(log n) reads, no rehashing above `STORED_NODE_LEVEL`.
     pub fn frontier(&self, size: u64) -> Result<MerkleFrontier, StoreError> {
         MerkleFrontier::from_nodes(size, &mut |id| self.node(id))
+    }
+
+    /// Records from `from_seq` on, in seq order, with gapless seqs checked and
+    /// nothing else: callers check hashes and links as they need.
+    pub fn records(&self, from_seq: u64) -> Records {
+        let from = from_seq.max(1);
+        Records {
+            inner: self.log.range(event_key(from)..event_key(u64::MAX)),
+            expected_seq: from,
+        }
     }
 
     /// Events from `from_seq` on, in seq order, each hash re-checked and each
     /// link to its predecessor in the scan checked.
     pub fn scan(&self, from_seq: u64) -> Scan {
-        let from = from_seq.max(1);
         Scan {
-            inner: self.log.range(event_key(from)..event_key(u64::MAX)),
-            expected_seq: from,
+            inner: self.records(from_seq),
             prev_hash: None,
         }
     }
@@ -304,11 +447,45 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Overwrite a stored event's bytes without any check. This exists so tests
-    /// can play an attacker with disk access; nothing in the service calls it.
+    /// Overwrite a stored event as an attacker with disk access would: `json`
+    /// is the event as served (with its `hash`); its record keeps the stored
+    /// fact and takes the hash and `prev_hash` the JSON states. This exists so
+    /// tests can play that attacker; nothing in the service calls it.
     #[doc(hidden)]
-    pub fn tamper_raw(&self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.log.insert(event_key(seq), bytes)?;
+    pub fn tamper_raw(&self, seq: u64, json: &[u8]) -> Result<(), StoreError> {
+        let bad = |e: String| StoreError::Invariant(e);
+        let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+        let obj = value.as_object_mut().ok_or_else(|| bad("not an object".into()))?;
+        let text = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let hash = decode_hash(&text(obj.remove("hash"))).map_err(bad)?;
+        let prev = decode_hash(&text(obj.get("prev_hash").cloned())).map_err(bad)?;
+        let fact = match self.record(seq)? {
+            Some(r) => r.fact().to_vec(),
+            None => Vec::new(),
+        };
+        let canonical = crate::domain::jcs::to_vec(&value);
+        let mut v = vec![LAYOUT];
+        v.extend_from_slice(&hash);
+        v.extend_from_slice(&prev);
+        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
+        v.extend_from_slice(&fact);
+        v.extend_from_slice(&canonical);
+        self.log.insert(event_key(seq), v)?;
+        self.sync()
+    }
+}
+
+impl Store {
+    /// Overwrite the fact stored beside event `seq`, leaving its event as it is.
+    /// For tests, like `tamper_raw`.
+    #[doc(hidden)]
+    pub fn tamper_fact(&self, seq: u64, fact: &[u8]) -> Result<(), StoreError> {
+        let r = self.record(seq)?.ok_or_else(|| corrupt(seq, "no such event"))?;
+        let mut v = r.value[..65].to_vec();
+        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
+        v.extend_from_slice(fact);
+        v.extend_from_slice(r.canonical());
+        self.log.insert(event_key(seq), v)?;
         self.sync()
     }
 }
@@ -345,32 +522,35 @@ fn head_record(head: &Head) -> Result<Vec<u8>, StoreError> {
     Ok(rec)
 }
 
-/// Decode a stored event and check its own hash (not its link).
-fn decode_checked(seq: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    let event: StoredEvent = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        seq,
-        reason: format!("the stored event does not decode: {e}"),
-    })?;
-    if event.seq != seq {
-        return Err(StoreError::Corrupt {
-            seq,
-            reason: format!("the event stored at seq {seq} says seq {}", event.seq),
+/// Records in seq order, with seq continuity checked.
+pub struct Records {
+    inner: sled::Iter,
+    expected_seq: u64,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next()?;
+        let seq = self.expected_seq;
+        let result = item.map_err(StoreError::from).and_then(|(key, value)| {
+            let found = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+            if found != seq {
+                return Err(corrupt(seq, format!("seq {seq} is missing (next stored is {found})")));
+            }
+            Record::new(seq, value)
         });
+        if result.is_ok() {
+            self.expected_seq += 1;
+        }
+        Some(result)
     }
-    let actual = event_hash(&event);
-    if actual != event.hash {
-        return Err(StoreError::Corrupt {
-            seq,
-            reason: format!("stored hash {} does not match the recomputed hash {actual}", event.hash),
-        });
-    }
-    Ok(event)
 }
 
 /// An iterator over stored events that checks seq continuity and the chain.
 pub struct Scan {
-    inner: sled::Iter,
-    expected_seq: u64,
+    inner: Records,
     prev_hash: Option<String>,
 }
 
@@ -386,35 +566,24 @@ impl Iterator for Scan {
     type Item = Result<StoredEvent, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.inner.next()?;
-        let seq = self.expected_seq;
-        let result = (|| {
-            let (key, bytes) = item?;
-            let found = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
-            if found != seq {
-                return Err(StoreError::Corrupt {
-                    seq,
-                    reason: format!("seq {seq} is missing (next stored is {found})"),
-                });
-            }
-            let event = decode_checked(seq, &bytes)?;
+        let result = self.inner.next()?.and_then(|r| {
+            let event = r.event()?;
             if let Some(prev) = &self.prev_hash {
                 if &event.prev_hash != prev {
-                    return Err(StoreError::Corrupt {
-                        seq,
-                        reason: format!(
+                    return Err(corrupt(
+                        event.seq,
+                        format!(
                             "prev_hash {} does not match the hash of seq {}",
                             event.prev_hash,
-                            seq - 1
+                            event.seq - 1
                         ),
-                    });
+                    ));
                 }
             }
             Ok(event)
-        })();
+        });
         if let Ok(e) = &result {
             self.prev_hash = Some(e.hash.clone());
-            self.expected_seq += 1;
         }
         Some(result)
     }

@@ -79,11 +79,31 @@ async fn an_event_rewritten_on_disk_is_named_by_verify_and_reads_refuse_it() {
     let id = event["id"].as_str().unwrap();
     assert_problem(app.get(&format!("/v1/events/{id}")).await, 503, "unavailable").await;
 
-    // Re-hashing the forged event is not enough: its Merkle leaf, stored when it
-    // was appended, no longer matches, and the next link breaks too.
+    // Re-hashing the forged event is not enough: the next event's link, covered
+    // by its own hash, still names the original.
     event["hash"] = json!(jcs_hash(&event));
     app.ledger.store().tamper_raw(21, event.to_string().as_bytes()).unwrap();
     let verify = app.ok("/v1/audit/verify").await;
+    assert_eq!(verify["ok"], false, "{verify}");
+    assert_eq!(verify["first_bad_seq"], 22, "{verify}");
+    assert_eq!(verify["checked"], 21, "{verify}");
+    assert!(verify["reason"].as_str().unwrap().contains("prev_hash"), "{verify}");
+}
+
+#[tokio::test]
+async fn a_fact_that_is_not_its_events_is_named_by_verify() {
+    let app = spawn_demo_app().await;
+    assert_eq!(app.ok("/v1/audit/verify").await["ok"], true);
+    // The event at 21 stays intact; only the fact the projections fold from changes.
+    let other = app.ledger.store().record(22).unwrap().unwrap().fact().to_vec();
+    app.ledger.store().tamper_fact(21, &other).unwrap();
+    let verify = app.ok("/v1/audit/verify").await;
+    assert_eq!(verify["ok"], false, "{verify}");
     assert_eq!(verify["first_bad_seq"], 21, "{verify}");
-    assert!(verify["reason"].as_str().unwrap().contains("Merkle"), "{verify}");
+    assert_eq!(verify["checked"], 20, "{verify}");
+    assert!(verify["reason"].as_str().unwrap().contains("fact"), "{verify}");
+    app.ledger.store().tamper_fact(21, b"not a fact").unwrap();
+    let verify = app.ok("/v1/audit/verify").await;
+    assert_eq!(verify["first_bad_seq"], 21, "{verify}");
+    assert!(verify["reason"].as_str().unwrap().contains("fact"), "{verify}");
 }
