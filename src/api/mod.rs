@@ -127,12 +127,13 @@ pub async fn request_id(
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_CHARS && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    // Instrumented, not entered: a span entered across an await stays current
+    // on the worker thread while the request waits, so the next request's span
+    // became its child, and the chain grew until closing it overflowed the stack.
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let _enter = span.enter();
     let started = std::time::Instant::now();
     let method = req.method().to_string();
-    let mut res = next.call(req).await?;
-    drop(_enter);
+    let mut res = tracing::Instrument::instrument(next.call(req), span).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     crate::metrics::HTTP_RESPONSES
