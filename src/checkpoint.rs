@@ -9,7 +9,7 @@
 //! full rebuild. The checkpoint is a cache: deleting it is always safe.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -39,18 +39,46 @@ pub fn save(dir: &Path, projection: &Projection) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The checkpoint in `dir`, if there is a sound one: (seq, hash, projection).
+/// Read as a stream, so the file is never held in memory beside the projection
+/// it decodes to; the digest is checked once the whole body has been read.
 pub fn load(dir: &Path) -> Result<Option<(u64, String, Projection)>, String> {
-    let bytes = match std::fs::read(path(dir)) {
-        Ok(b) => b,
+    let file = match File::open(path(dir)) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    if bytes.len() < 32 || Sha256::digest(&bytes[32..])[..] != bytes[..32] {
+    let mut file = file;
+    let mut digest = [0u8; 32];
+    file.read_exact(&mut digest).map_err(|e| e.to_string())?;
+    let mut body = BufReader::with_capacity(
+        1 << 20,
+        Hashing {
+            inner: file,
+            hasher: Sha256::new(),
+        },
+    );
+    let decoded: Result<(u32, u64, String, Projection), _> = bincode::deserialize_from(&mut body);
+    // Whatever is left belongs to the digest too.
+    std::io::copy(&mut body, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    if body.into_inner().hasher.finalize()[..] != digest {
         return Err("its digest does not match".into());
     }
-    let (format, seq, hash, projection): (u32, u64, String, Projection) =
-        bincode::deserialize(&bytes[32..]).map_err(|e| e.to_string())?;
+    let (format, seq, hash, projection) = decoded.map_err(|e| e.to_string())?;
     if format != FORMAT {
         return Err(format!("format {format}, not {FORMAT}"));
     }

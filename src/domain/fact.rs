@@ -56,6 +56,25 @@ impl Timestamp {
     }
 }
 
+/// Serde for a `DateTime<Utc>` as a `Timestamp` (two integers, not a string),
+/// for the binary forms: facts and projection checkpoints.
+pub mod utc_as_timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        Timestamp::from(*t).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        Timestamp::deserialize(d)?
+            .to_utc()
+            .ok_or_else(|| D::Error::custom("timestamp out of range"))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fact {
     pub id: Uuid,

@@ -58,6 +58,7 @@ impl<K> Effect<K> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Development<K> {
     pub seq: u64,
+    #[serde(with = "super::fact::utc_as_timestamp")]
     pub occurred_at: DateTime<Utc>,
     pub id: Uuid,
     /// Its source names a claimant.

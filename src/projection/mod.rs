@@ -12,6 +12,7 @@
 pub mod view;
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ impl Point {
 struct Entry {
     dev: Development<ActorIx>,
     /// Seq of the retraction of this development, if any.
-    retracted_at: Option<u64>,
+    retracted_at: Option<NonZeroU64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ struct EventEntry {
     event_type: EventType,
     /// The location stream, or `None` for actor registrations.
     location: Option<LocationIx>,
-    retracted_at: Option<u64>,
+    retracted_at: Option<NonZeroU64>,
 }
 
 /// Everything the service answers reads from.
@@ -330,13 +331,13 @@ impl Projection {
                         if target.retracted_at.is_some() || target.location != Some(ix) {
                             return Err(fail(format!("event {target_id} cannot be retracted here")));
                         }
-                        target.retracted_at = Some(seq);
+                        target.retracted_at = NonZeroU64::new(seq);
                         let target_seq = target.seq;
                         let loc = &mut self.locations[ix as usize];
                         loc.seqs.push(seq);
                         loc.retractions.push((occurred_at, seq));
                         if let Some(entry) = loc.history.iter_mut().rev().find(|e| e.dev.seq == target_seq) {
-                            entry.retracted_at = Some(seq);
+                            entry.retracted_at = NonZeroU64::new(seq);
                         }
                         self.touched(ix);
                     }
@@ -468,7 +469,7 @@ impl Projection {
         fold(
             loc.history[..end]
                 .iter()
-                .filter(|e| point.sees_seq(e.dev.seq) && !e.retracted_at.is_some_and(|r| point.sees_seq(r)))
+                .filter(|e| point.sees_seq(e.dev.seq) && !e.retracted_at.is_some_and(|r| point.sees_seq(r.get())))
                 .map(|e| &e.dev),
         )
     }
