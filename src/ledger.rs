@@ -435,8 +435,9 @@ struct Overlay {
 #[derive(Clone)]
 struct PendingEvent {
     known: KnownEvent,
-    /// Canonical digest of the posted members, for retries in the same group.
-    digest: Option<[u8; 32]>,
+    /// The event as posted, when it came with an id: a retry in the same group
+    /// must post the same content (the same members, `expected_version` aside).
+    posted: Option<Box<NewEvent>>,
     receipt: Receipt,
 }
 
@@ -752,12 +753,23 @@ impl Writer {
                 ));
             }
             let view = Layered { base, group, request };
+            // Is `id` known, and was it posted with this same content?
             let known = if let Some(p) = view.pending(&id) {
                 pending_retry = true;
-                Some((p.digest.unwrap_or_default(), p.receipt.clone()))
+                let same = p.posted.as_deref().is_some_and(|p| {
+                    NewEvent {
+                        expected_version: e.expected_version,
+                        ..p.clone()
+                    } == *e
+                });
+                Some((same, p.receipt.clone()))
             } else if let Some(seq) = base.seq_of(&id) {
                 match self.committed(seq) {
-                    Ok(k) => k,
+                    Ok(Some((digest, receipt))) => Some((
+                        digest == canonical_digest(&serde_json::Value::Object(e.posted_members(id))),
+                        receipt,
+                    )),
+                    Ok(None) => None,
                     Err(e) => return Plan::Answered(Err(AppendError::Unavailable(e.to_string()))),
                 }
             } else {
@@ -765,10 +777,8 @@ impl Writer {
             };
             match known {
                 None => new_count += 1,
-                Some((d, receipt)) if d == canonical_digest(&serde_json::Value::Object(e.posted_members(id))) => {
-                    retries.push(receipt)
-                }
-                Some(_) => return refuse(in_item(Problem::IdConflict { field: "id".into(), id }, i)),
+                Some((true, receipt)) => retries.push(receipt),
+                Some((false, _)) => return refuse(in_item(Problem::IdConflict { field: "id".into(), id }, i)),
             }
         }
         if !retries.is_empty() {
@@ -802,8 +812,7 @@ impl Writer {
             }
             let version = view.stream_version(&e.stream) + 1;
             // Only a posted id can be retried within the group.
-            let digest =
-                e.id.map(|id| canonical_digest(&serde_json::Value::Object(e.posted_members(id))));
+            let posted = e.id.map(|_| Box::new(e.clone()));
             let id = e.id.unwrap_or_else(Uuid::now_v7);
             let mut event = StoredEvent {
                 seq: *head_seq + 1,
@@ -854,7 +863,7 @@ impl Writer {
                         location: event.location.clone(),
                         retracted: false,
                     },
-                    digest,
+                    posted,
                     receipt: event.receipt(),
                 },
             );

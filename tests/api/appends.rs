@@ -256,3 +256,42 @@ async fn concurrent_retries_of_one_id_make_one_event_and_one_receipt() {
         .all(|(s, r)| (*s == 201 || *s == 200) && *r == results[0].1));
     assert_eq!(app.ok("/v1/audit/head").await["seq"], 6);
 }
+
+#[tokio::test]
+async fn concurrent_posts_of_one_id_with_other_content_make_one_event_and_conflicts() {
+    let app = spawn_app().await;
+    seed_basics(&app).await;
+    // Half post one content, half another (and an expected_version, which is
+    // not content): the first one in wins, the same content retries, the other conflicts.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let client = app.client.clone();
+        let url = app.url("/v1/events");
+        let summary = if i % 2 == 0 { "one account" } else { "another account" };
+        let mut e = dev("report", "aleppo", "2024-11-30T00:00:00Z", json!({"summary": summary}));
+        e["id"] = json!("66666666-6666-4666-8666-666666666666");
+        if i % 4 == 0 {
+            e["expected_version"] = json!(1);
+        }
+        tasks.push(tokio::spawn(async move {
+            let res = client.post(url).json(&e).send().await.unwrap();
+            (summary, res.status().as_u16())
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|(_, s)| *s == 201).count(), 1, "{results:?}");
+    let winner = results.iter().find(|(_, s)| *s == 201).unwrap().0;
+    for (summary, status) in &results {
+        if *summary == winner {
+            assert!(*status == 201 || *status == 200, "{results:?}");
+        } else {
+            assert_eq!(*status, 409, "{results:?}");
+        }
+    }
+    let stored = app.ok("/v1/events/66666666-6666-4666-8666-666666666666").await;
+    assert_eq!(stored["data"]["summary"], winner);
+    assert_eq!(app.ok("/v1/audit/head").await["seq"], 6);
+}
