@@ -280,14 +280,7 @@ pub fn check_and_apply(projection: &mut Projection, event: &StoredEvent) -> Resu
         return Err(invalid("stream mismatch".into()));
     }
     rules::check(&parsed, &*projection).map_err(|p| invalid(p.to_string()))?;
-    let version = projection.stream_version(&parsed.stream) + 1;
-    if event.version != version {
-        return Err(invalid(format!(
-            "version {} where the stream is at {}",
-            event.version,
-            version - 1
-        )));
-    }
+    // Applying checks the seq and the stream version too.
     projection.apply(event, &parsed).map_err(|e| invalid(e.reason))?;
     Ok(parsed)
 }
