@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::domain::fact::Fact;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::projection::Projection;
-use crate::store::{Store, StoreError, STORED_NODE_LEVEL};
+use crate::store::{stores_node, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeadView {
@@ -126,11 +126,7 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
             return bad(checked, event.seq, "hash is not 64 hex digits".into());
         }
         // The stored Merkle nodes must be the ones the events make.
-        for (node, hash) in tree
-            .push(&leaf)
-            .into_iter()
-            .filter(|(n, _)| n.level >= STORED_NODE_LEVEL)
-        {
+        for (node, hash) in tree.push(&leaf).into_iter().filter(|(n, _)| stores_node(*n)) {
             match store.node(node) {
                 Ok(stored) if stored == hash => {}
                 Ok(_) => {

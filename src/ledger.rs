@@ -101,8 +101,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open the store in `dir`, rebuild the projection from the log (checking the
-    /// chain and every rule again), and start the writer.
+    /// Open the store in `dir`, restore the projection (from its checkpoint and
+    /// the events after it, or from the whole log; every hash and link checked),
+    /// and start the writer.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         let store = Arc::new(Store::open(dir)?);
         let (projection, replayed) = restore(&store)?;
@@ -234,10 +235,9 @@ impl Ledger {
         for (n, item) in events.enumerate() {
             let event = item.map_err(|e| LedgerError::Import(format!("line {}: {e}", n + 1)))?;
             let seq = n as u64 + 1;
-            check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
+            let canonical = check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
             let parsed = check_and_apply(&mut projection, &event)?;
             prev = event.hash.clone();
-            let canonical = canonical_event(&event);
             let fact = Fact::of(event.id, event.version, &parsed);
             let nodes = tree.push(&leaf_of(&event));
             chunk.push(Staged {

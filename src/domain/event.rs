@@ -449,7 +449,8 @@ pub struct NewEvent {
     pub data: EventData,
 }
 
-const ENVELOPE_MEMBERS: &[&str] = &[
+/// The members a posted envelope may have.
+pub(crate) const ENVELOPE_MEMBERS: &[&str] = &[
     "id",
     "type",
     "location",

@@ -29,8 +29,9 @@ pub fn event_hash(event: &StoredEvent) -> String {
     hex::encode(Sha256::digest(canonical_event(event)))
 }
 
-/// Why a stored event breaks the chain.
-pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &str) -> Result<(), String> {
+/// Why a stored event breaks the chain; if it does not, its canonical bytes
+/// (`canonical_event`), which its hash was checked against.
+pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &str) -> Result<Vec<u8>, String> {
     if event.seq != expected_seq {
         return Err(format!("expected seq {expected_seq}, found seq {}", event.seq));
     }
@@ -41,14 +42,15 @@ pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &str) -
             expected_seq - 1
         ));
     }
-    let actual = event_hash(event);
+    let canonical = canonical_event(event);
+    let actual = hex::encode(Sha256::digest(&canonical));
     if event.hash != actual {
         return Err(format!(
             "stored hash {} does not match the recomputed hash {actual}",
             event.hash
         ));
     }
-    Ok(())
+    Ok(canonical)
 }
 
 /// RFC 9162 leaf hash: SHA-256(0x00 || leaf).

@@ -129,15 +129,12 @@ impl Record {
     }
 
     fn encode(s: &Staged) -> Result<Vec<u8>, StoreError> {
-        let fact = s.fact.to_bytes();
-        let mut v = Vec::with_capacity(RECORD_HEADER + fact.len() + s.canonical.len());
-        v.push(LAYOUT);
-        v.extend_from_slice(&decode_hash(&s.event.hash).map_err(StoreError::Invariant)?);
-        v.extend_from_slice(&decode_hash(&s.event.prev_hash).map_err(StoreError::Invariant)?);
-        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
-        v.extend_from_slice(&fact);
-        v.extend_from_slice(&s.canonical);
-        Ok(v)
+        Ok(encode_record(
+            &decode_hash(&s.event.hash).map_err(StoreError::Invariant)?,
+            &decode_hash(&s.event.prev_hash).map_err(StoreError::Invariant)?,
+            &s.fact.to_bytes(),
+            &s.canonical,
+        ))
     }
 
     pub fn seq(&self) -> u64 {
@@ -239,6 +236,28 @@ fn node_key(id: NodeId) -> [u8; 10] {
     k
 }
 
+/// A record in the layout described at the top of this module.
+fn encode_record(hash: &[u8; 32], prev_hash: &[u8; 32], fact: &[u8], canonical: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_HEADER + fact.len() + canonical.len());
+    v.push(LAYOUT);
+    v.extend_from_slice(hash);
+    v.extend_from_slice(prev_hash);
+    v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
+    v.extend_from_slice(fact);
+    v.extend_from_slice(canonical);
+    v
+}
+
+/// Is this Merkle subtree kept in the store (rather than recomputed)?
+pub fn stores_node(id: NodeId) -> bool {
+    id.level >= STORED_NODE_LEVEL
+}
+
+/// The subtrees an event completes that the store keeps.
+fn stored_nodes(s: &Staged) -> impl Iterator<Item = &(NodeId, [u8; 32])> {
+    s.nodes.iter().filter(|(n, _)| stores_node(*n))
+}
+
 fn decode_hash(hex_hash: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_hash, &mut out).map_err(|e| format!("hash is not 64 hex digits: {e}"))?;
@@ -327,7 +346,7 @@ impl Store {
         let mut b = sled::Batch::default();
         for s in batch {
             b.insert(&event_key(s.event.seq), Record::encode(s)?);
-            for (node, hash) in s.nodes.iter().filter(|(n, _)| n.level >= STORED_NODE_LEVEL) {
+            for (node, hash) in stored_nodes(s) {
                 b.insert(&node_key(*node), hash);
             }
         }
@@ -387,7 +406,7 @@ impl Store {
         let mut b = sled::Batch::default();
         for s in batch {
             b.remove(&event_key(s.event.seq));
-            for (node, _) in &s.nodes {
+            for (node, _) in stored_nodes(s) {
                 b.remove(&node_key(*node));
             }
         }
@@ -417,7 +436,7 @@ impl Store {
     /// recomputed from the stored event hashes it covers.
     pub fn node(&self, id: NodeId) -> Result<[u8; 32], StoreError> {
         let first = (id.index << id.level) + 1;
-        if id.level >= STORED_NODE_LEVEL {
+        if stores_node(id) {
             return match self.log.get(node_key(id))? {
                 Some(v) if v.len() == 32 => Ok(v.as_ref().try_into().expect("32 bytes")),
                 _ => Err(corrupt(
@@ -500,14 +519,8 @@ impl Store {
             Some(r) => r.fact().to_vec(),
             None => Vec::new(),
         };
-        let canonical = crate::domain::jcs::to_vec(&value);
-        let mut v = vec![LAYOUT];
-        v.extend_from_slice(&hash);
-        v.extend_from_slice(&prev);
-        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
-        v.extend_from_slice(&fact);
-        v.extend_from_slice(&canonical);
-        self.log.insert(event_key(seq), v)?;
+        let record = encode_record(&hash, &prev, &fact, &crate::domain::jcs::to_vec(&value));
+        self.log.insert(event_key(seq), record)?;
         self.sync()
     }
 }
@@ -518,11 +531,8 @@ impl Store {
     #[doc(hidden)]
     pub fn tamper_fact(&self, seq: u64, fact: &[u8]) -> Result<(), StoreError> {
         let r = self.record(seq)?.ok_or_else(|| corrupt(seq, "no such event"))?;
-        let mut v = r.value[..65].to_vec();
-        v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
-        v.extend_from_slice(fact);
-        v.extend_from_slice(r.canonical());
-        self.log.insert(event_key(seq), v)?;
+        let record = encode_record(r.hash(), r.prev_hash(), fact, r.canonical());
+        self.log.insert(event_key(seq), record)?;
         self.sync()
     }
 }

@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::process::{rechained, sitrep_output as sitrep};
 
-async fn run(args: Vec<String>) -> Output {
+/// `sitrep audit <command> --server <server> <rest…>`, off the async runtime.
+async fn audit(command: &str, server: &str, rest: &[&str]) -> Output {
+    let mut args: Vec<String> = vec!["audit".into(), command.into(), "--server".into(), server.into()];
+    args.extend(rest.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || sitrep(&args.iter().map(String::as_str).collect::<Vec<_>>()))
         .await
         .unwrap()
@@ -33,51 +36,15 @@ async fn a_saved_head_is_extended_by_the_log_and_events_are_included() {
         ))
         .await;
     }
-    let ok = run(vec![
-        "audit".into(),
-        "check-consistency".into(),
-        "--server".into(),
-        app.address.clone(),
-        "--saved".into(),
-        saved.clone(),
-    ])
-    .await;
+    let ok = audit("check-consistency", &app.address, &["--saved", &saved]).await;
     assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
     assert!(err(&ok).contains("save 41:"), "{}", err(&ok));
-    let inc = run(vec![
-        "audit".into(),
-        "check-inclusion".into(),
-        "--server".into(),
-        app.address.clone(),
-        "--seq".into(),
-        "21".into(),
-        "--saved".into(),
-        saved.clone(),
-    ])
-    .await;
+    let inc = audit("check-inclusion", &app.address, &["--seq", "21", "--saved", &saved]).await;
     assert_eq!(inc.status.code(), Some(0), "{}", err(&inc));
-    let later = run(vec![
-        "audit".into(),
-        "check-inclusion".into(),
-        "--server".into(),
-        app.address.clone(),
-        "--seq".into(),
-        "40".into(),
-    ])
-    .await;
+    let later = audit("check-inclusion", &app.address, &["--seq", "40"]).await;
     assert_eq!(later.status.code(), Some(0), "{}", err(&later));
     // An event after the saved tree is not in it.
-    let outside = run(vec![
-        "audit".into(),
-        "check-inclusion".into(),
-        "--server".into(),
-        app.address.clone(),
-        "--seq".into(),
-        "40".into(),
-        "--saved".into(),
-        saved,
-    ])
-    .await;
+    let outside = audit("check-inclusion", &app.address, &["--seq", "40", "--saved", &saved]).await;
     assert_eq!(outside.status.code(), Some(1), "{}", err(&outside));
 }
 
@@ -158,15 +125,7 @@ async fn forged_consistency_proofs_are_rejected() {
         Forgery::OtherRoot,
     ] {
         let (url, handle) = forging_proxy(app.address.clone(), forgery).await;
-        let out = run(vec![
-            "audit".into(),
-            "check-consistency".into(),
-            "--server".into(),
-            url,
-            "--saved".into(),
-            saved.clone(),
-        ])
-        .await;
+        let out = audit("check-consistency", &url, &["--saved", &saved]).await;
         let expected = if matches!(forgery, Forgery::None) { 0 } else { 1 };
         assert_eq!(out.status.code(), Some(expected), "{forgery:?}: {}", err(&out));
         handle.stop(true).await;
@@ -199,15 +158,7 @@ async fn a_rewritten_and_rechained_log_fails_the_check_against_a_saved_head() {
         true,
         "the re-chained log checks by itself"
     );
-    let out = run(vec![
-        "audit".into(),
-        "check-consistency".into(),
-        "--server".into(),
-        forged.address.clone(),
-        "--saved".into(),
-        saved,
-    ])
-    .await;
+    let out = audit("check-consistency", &forged.address, &["--saved", &saved]).await;
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
     forged.stop().await;
 }

@@ -66,16 +66,8 @@ async fn post(c: &reqwest::Client, server: &ServerProcess, body: &Value) -> (u16
     (s, res.json().await.unwrap())
 }
 
-async fn head(c: &reqwest::Client, server: &ServerProcess) -> u64 {
-    let h: Value = c
-        .get(server.url("/v1/audit/head"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    h["seq"].as_u64().unwrap()
+async fn head(server: &ServerProcess) -> u64 {
+    server.json("/v1/audit/head").await["seq"].as_u64().unwrap()
 }
 
 fn big(i: usize) -> Value {
@@ -94,26 +86,12 @@ fn big(i: usize) -> Value {
 async fn recovered(data: &Path, acked: &[(String, u64)], expected_head: u64) {
     let server = ServerProcess::start(data, &[]);
     let c = reqwest::Client::new();
-    assert_eq!(head(&c, &server).await, expected_head, "nothing refused was written");
+    assert_eq!(head(&server).await, expected_head, "nothing refused was written");
     for (id, seq) in acked {
-        let e: Value = c
-            .get(server.url(&format!("/v1/events/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let e = server.json(&format!("/v1/events/{id}")).await;
         assert_eq!(e["seq"].as_u64(), Some(*seq));
     }
-    let v: Value = c
-        .get(server.url("/v1/audit/verify"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = server.json("/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(post(&c, &server, &big(0)).await.0, 201);
 }
@@ -141,7 +119,7 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_after_restart() {
         }
     }
     assert_eq!(refused, 5, "the disk filled up");
-    let h = head(&c, &server).await;
+    let h = head(&server).await;
     assert_eq!(h, 32 + acked.len() as u64, "refused appends wrote nothing");
     // Still answering: reads from the projection, and health says why it is not fine.
     assert_eq!(
@@ -211,11 +189,5 @@ async fn a_store_held_by_another_process_is_refused_clearly() {
         assert!(err.contains("is a server using it"), "{err}");
     }
     // The running server is unaffected.
-    let h: Value = reqwest::get(server.url("/v1/audit/head"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(h["seq"], 32);
+    assert_eq!(head(&server).await, 32);
 }

@@ -56,6 +56,11 @@ impl ServerProcess {
         format!("{}{path}", self.address)
     }
 
+    /// GET `path` and read the answer as JSON.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path)).await.unwrap().json().await.unwrap()
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
