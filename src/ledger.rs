@@ -21,7 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::domain::event::{NewEvent, Receipt, StoredEvent, StreamRef};
+use crate::domain::event::{ActorAmended, EventData, LocationAmended, NewEvent, Receipt, StoredEvent, StreamRef};
 use crate::domain::fact::Fact;
 use crate::domain::integrity::{canonical_digest, canonical_event, check_link, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
@@ -423,6 +423,8 @@ struct Overlay {
     versions: HashMap<StreamRef, u64>,
     events: HashMap<Uuid, PendingEvent>,
     retracted: HashSet<Uuid>,
+    /// Staged parents of locations and `member_of` of actors (`None`: none).
+    links: HashMap<StreamRef, Option<Slug>>,
 }
 
 #[derive(Clone)]
@@ -439,6 +441,7 @@ impl Overlay {
         self.versions.extend(other.versions);
         self.events.extend(other.events);
         self.retracted.extend(other.retracted);
+        self.links.extend(other.links);
     }
 }
 
@@ -460,6 +463,10 @@ impl Layered<'_> {
 
     fn pending(&self, id: &Uuid) -> Option<&PendingEvent> {
         self.layers().into_iter().find_map(|l| l.events.get(id))
+    }
+
+    fn staged_link(&self, stream: StreamRef) -> Option<Option<Slug>> {
+        self.layers().into_iter().find_map(|l| l.links.get(&stream).cloned())
     }
 }
 
@@ -488,6 +495,16 @@ impl Catalog for Layered<'_> {
         };
         known.retracted |= self.retracted(id);
         Some(known)
+    }
+
+    fn location_parent(&self, id: &Slug) -> Option<Slug> {
+        self.staged_link(StreamRef::Location(id.clone()))
+            .unwrap_or_else(|| self.base.location_parent(id))
+    }
+
+    fn actor_member_of(&self, id: &Slug) -> Option<Slug> {
+        self.staged_link(StreamRef::Actor(id.clone()))
+            .unwrap_or_else(|| self.base.actor_member_of(id))
     }
 }
 
@@ -820,6 +837,8 @@ impl Writer {
                     StreamRef::Location(_) => None,
                 },
                 occurred_at: e.occurred_at.as_ref().map(crate::domain::event::format_time),
+                occurred_precision: e.occurred_precision,
+                place_precision: e.place_precision,
                 recorded_at: recorded_at.clone(),
                 recorded_by: principal.to_owned(),
                 source: e.source.clone(),
@@ -833,9 +852,15 @@ impl Writer {
             // As served: the canonical JSON plus its `hash` member.
             let size = canonical.len() + r#","hash":""#.len() + event.hash.len();
             if size > MAX_EVENT_BYTES {
+                // A shape is what makes a registration large: name it.
+                let field = if event.data.get("geometry").is_some() {
+                    "data.geometry"
+                } else {
+                    ""
+                };
                 return refuse(in_item(
                     Problem::invalid(
-                        "",
+                        field,
                         format!("the stored event would be {size} bytes; the limit is {MAX_EVENT_BYTES}"),
                     ),
                     i,
@@ -845,7 +870,20 @@ impl Writer {
             *head_seq = event.seq;
             *head_hash = event.hash.clone();
             request.versions.insert(e.stream.clone(), version);
-            if let crate::domain::EventData::EventRetracted(r) = &e.data {
+            match &e.data {
+                EventData::LocationRegistered(d) => {
+                    request.links.insert(e.stream.clone(), d.parent.clone());
+                }
+                EventData::ActorRegistered(d) => {
+                    request.links.insert(e.stream.clone(), d.member_of.clone());
+                }
+                EventData::LocationAmended(LocationAmended { parent: Some(p), .. })
+                | EventData::ActorAmended(ActorAmended { member_of: Some(p), .. }) => {
+                    request.links.insert(e.stream.clone(), Some(p.clone()));
+                }
+                _ => {}
+            }
+            if let EventData::EventRetracted(r) = &e.data {
                 request.retracted.insert(r.event_id);
             }
             request.events.insert(

@@ -68,6 +68,20 @@ impl Query {
             .transpose()
     }
 
+    /// `q`, a search text: not blank, at most a name's length.
+    pub fn search(&self) -> Result<Option<String>, ApiError> {
+        use crate::domain::limits::MAX_NAME_CHARS;
+        match self.str("q") {
+            None => Ok(None),
+            Some(q) if q.trim().is_empty() => Err(ApiError::invalid_parameter("q", "must not be empty")),
+            Some(q) if q.chars().count() > MAX_NAME_CHARS => Err(ApiError::invalid_parameter(
+                "q",
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            )),
+            Some(q) => Ok(Some(q.trim().to_owned())),
+        }
+    }
+
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.str(name)
             .map(|v| parse_time(v).map_err(|m| ApiError::invalid_parameter(name, m)))

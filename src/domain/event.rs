@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::ids::Slug;
 use super::limits::*;
+use super::reference::{check_names, Gazetteer, Geometry, Names};
 use super::validation::{FieldError, Problem};
 
 macro_rules! string_enum {
@@ -70,6 +71,8 @@ string_enum!(
         CasualtiesReported = "casualties_reported",
         Report = "report",
         EventRetracted = "event_retracted",
+        LocationAmended = "location_amended",
+        ActorAmended = "actor_amended",
     }
 );
 
@@ -86,6 +89,9 @@ string_enum!(
         BorderCrossing = "border_crossing",
         Region = "region",
         Other = "other",
+        Country = "country",
+        Subdistrict = "subdistrict",
+        Neighbourhood = "neighbourhood",
     }
 );
 
@@ -115,14 +121,47 @@ string_enum!(
     Reliability { A = "A", B = "B", C = "C", D = "D", E = "E", F = "F" }
 );
 
+string_enum!(
+    /// How precisely `occurred_at` is known: the development happened at some
+    /// instant of `[occurred_at, occurred_at + 1 unit)`.
+    TimePrecision {
+        Instant = "instant",
+        Hour = "hour",
+        Day = "day",
+        Week = "week",
+        Month = "month",
+        Year = "year",
+    }
+);
+
+string_enum!(
+    /// How precisely the place of a development is known (ACLED's geo_precision 1, 2, 3).
+    PlacePrecision {
+        Exact = "exact",
+        Near = "near",
+        Region = "region",
+    }
+);
+
 impl EventType {
     pub fn is_registration(self) -> bool {
         matches!(self, EventType::LocationRegistered | EventType::ActorRegistered)
     }
 
-    /// Actor registrations live on actor streams; every other event on a location stream.
+    pub fn is_amendment(self) -> bool {
+        matches!(self, EventType::LocationAmended | EventType::ActorAmended)
+    }
+
+    /// Reference data (registrations and amendments): holds for every `as_of`,
+    /// needs no `occurred_at` or source, cannot be retracted.
+    pub fn is_reference(self) -> bool {
+        self.is_registration() || self.is_amendment()
+    }
+
+    /// Actor registrations and amendments live on actor streams; every other
+    /// event on a location stream.
     pub fn is_actor_stream(self) -> bool {
-        self == EventType::ActorRegistered
+        matches!(self, EventType::ActorRegistered | EventType::ActorAmended)
     }
 }
 
@@ -153,6 +192,14 @@ pub struct LocationRegistered {
     pub lat: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Names>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gazetteer: Option<Gazetteer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<Geometry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +211,53 @@ pub struct ActorRegistered {
     pub aliases: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_of: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Names>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gazetteer: Option<Gazetteer>,
+}
+
+/// A change of a location's reference data: each member given replaces the
+/// registered (or last amended) one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationAmended {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LocationKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Names>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gazetteer: Option<Gazetteer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<Geometry>,
+}
+
+/// A change of an actor's reference data, as `LocationAmended` is for a location.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorAmended {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ActorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_of: Option<Slug>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Names>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gazetteer: Option<Gazetteer>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,6 +312,14 @@ pub struct CasualtiesReported {
     pub wounded: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approximate: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_low: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_high: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wounded_low: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wounded_high: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -249,6 +351,8 @@ pub enum EventData {
     CasualtiesReported(CasualtiesReported),
     Report(Report),
     EventRetracted(EventRetracted),
+    LocationAmended(LocationAmended),
+    ActorAmended(ActorAmended),
 }
 
 /// Deserialize `value` as `T`, naming the failing member under `prefix`.
@@ -272,6 +376,81 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize)
     }
 }
 
+/// `lat` and `lon` come together, each in range.
+fn check_position(errors: &mut Vec<FieldError>, lat: Option<f64>, lon: Option<f64>) {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) => {
+            if !(-90.0..=90.0).contains(&lat) {
+                errors.push(FieldError::new("data.lat", "must be between -90 and 90"));
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                errors.push(FieldError::new("data.lon", "must be between -180 and 180"));
+            }
+        }
+        (Some(_), None) => errors.push(FieldError::new("data.lon", "is required when lat is given")),
+        (None, Some(_)) => errors.push(FieldError::new("data.lat", "is required when lon is given")),
+        (None, None) => {}
+    }
+}
+
+/// The reference members beyond a name: names, aliases, gazetteer ids, shape.
+fn check_reference(
+    errors: &mut Vec<FieldError>,
+    names: &Option<Names>,
+    aliases: &Option<Vec<String>>,
+    gazetteer: &Option<Gazetteer>,
+    geometry: &Option<Geometry>,
+) {
+    if let Some(names) = names {
+        check_names(errors, "data.names", names);
+    }
+    if let Some(aliases) = aliases {
+        if aliases.len() > MAX_ALIASES {
+            errors.push(FieldError::new(
+                "data.aliases",
+                format!("must hold at most {MAX_ALIASES} aliases"),
+            ));
+        }
+        for (i, alias) in aliases.iter().enumerate() {
+            check_text(errors, &format!("data.aliases[{i}]"), alias, MAX_NAME_CHARS);
+        }
+    }
+    if let Some(g) = gazetteer {
+        g.check(errors, "data.gazetteer");
+    }
+    if let Some(g) = geometry {
+        g.check(errors, "data.geometry");
+    }
+}
+
+/// `low <= best <= high` where given (`low <= high` without a best estimate).
+fn check_estimate(errors: &mut Vec<FieldError>, what: &str, low: Option<u64>, best: Option<u64>, high: Option<u64>) {
+    if let (Some(l), Some(b)) = (low, best) {
+        if l > b {
+            errors.push(FieldError::new(
+                format!("data.{what}_low"),
+                format!("must be at most {what} ({b})"),
+            ));
+        }
+    }
+    if let (Some(b), Some(h)) = (best, high) {
+        if b > h {
+            errors.push(FieldError::new(
+                format!("data.{what}_high"),
+                format!("must be at least {what} ({b})"),
+            ));
+        }
+    }
+    if let (Some(l), Some(h)) = (low, high) {
+        if l > h && best.is_none() {
+            errors.push(FieldError::new(
+                format!("data.{what}_high"),
+                format!("must be at least {what}_low ({l})"),
+            ));
+        }
+    }
+}
+
 impl EventData {
     /// Parse and check `data` for an event of type `ty`.
     pub fn parse(ty: EventType, value: &Value) -> Result<EventData, Vec<FieldError>> {
@@ -291,6 +470,8 @@ impl EventData {
             EventType::CasualtiesReported => EventData::CasualtiesReported(typed(value, f).map_err(one)?),
             EventType::Report => EventData::Report(typed(value, f).map_err(one)?),
             EventType::EventRetracted => EventData::EventRetracted(typed(value, f).map_err(one)?),
+            EventType::LocationAmended => EventData::LocationAmended(typed(value, f).map_err(one)?),
+            EventType::ActorAmended => EventData::ActorAmended(typed(value, f).map_err(one)?),
         };
         let errors = data.check();
         if errors.is_empty() {
@@ -306,33 +487,35 @@ impl EventData {
         match self {
             EventData::LocationRegistered(d) => {
                 check_text(&mut errors, "data.name", &d.name, MAX_NAME_CHARS);
-                match (d.lat, d.lon) {
-                    (Some(lat), Some(lon)) => {
-                        if !(-90.0..=90.0).contains(&lat) {
-                            errors.push(FieldError::new("data.lat", "must be between -90 and 90"));
-                        }
-                        if !(-180.0..=180.0).contains(&lon) {
-                            errors.push(FieldError::new("data.lon", "must be between -180 and 180"));
-                        }
-                    }
-                    (Some(_), None) => errors.push(FieldError::new("data.lon", "is required when lat is given")),
-                    (None, Some(_)) => errors.push(FieldError::new("data.lat", "is required when lon is given")),
-                    (None, None) => {}
-                }
+                check_position(&mut errors, d.lat, d.lon);
+                check_reference(&mut errors, &d.names, &d.aliases, &d.gazetteer, &d.geometry);
             }
             EventData::ActorRegistered(d) => {
                 check_text(&mut errors, "data.name", &d.name, MAX_NAME_CHARS);
-                if let Some(aliases) = &d.aliases {
-                    if aliases.len() > MAX_ALIASES {
-                        errors.push(FieldError::new(
-                            "data.aliases",
-                            format!("must hold at most {MAX_ALIASES} aliases"),
-                        ));
-                    }
-                    for (i, alias) in aliases.iter().enumerate() {
-                        check_text(&mut errors, &format!("data.aliases[{i}]"), alias, MAX_NAME_CHARS);
-                    }
+                check_reference(&mut errors, &d.names, &d.aliases, &d.gazetteer, &None);
+            }
+            EventData::LocationAmended(d) => {
+                if *d == LocationAmended::default() {
+                    errors.push(FieldError::new("data", "must name at least one member to amend"));
                 }
+                if let Some(name) = &d.name {
+                    check_text(&mut errors, "data.name", name, MAX_NAME_CHARS);
+                }
+                check_position(&mut errors, d.lat, d.lon);
+                check_reference(&mut errors, &d.names, &d.aliases, &d.gazetteer, &d.geometry);
+            }
+            EventData::ActorAmended(d) => {
+                if *d == ActorAmended::default() {
+                    errors.push(FieldError::new("data", "must name at least one member to amend"));
+                }
+                if let Some(name) = &d.name {
+                    check_text(&mut errors, "data.name", name, MAX_NAME_CHARS);
+                }
+                check_reference(&mut errors, &d.names, &d.aliases, &d.gazetteer, &None);
+            }
+            EventData::CasualtiesReported(d) => {
+                check_estimate(&mut errors, "killed", d.killed_low, d.killed, d.killed_high);
+                check_estimate(&mut errors, "wounded", d.wounded_low, d.wounded, d.wounded_high);
             }
             EventData::ClashesReported(d) => {
                 if d.actors.len() < 2 {
@@ -369,10 +552,7 @@ impl EventData {
             }
             EventData::Report(d) => check_text(&mut errors, "data.summary", &d.summary, MAX_SUMMARY_CHARS),
             EventData::EventRetracted(d) => check_text(&mut errors, "data.reason", &d.reason, MAX_REASON_CHARS),
-            EventData::ControlEstablished(_)
-            | EventData::ForcesEntered(_)
-            | EventData::ForcesWithdrew(_)
-            | EventData::CasualtiesReported(_) => {}
+            EventData::ControlEstablished(_) | EventData::ForcesEntered(_) | EventData::ForcesWithdrew(_) => {}
         }
         errors
     }
@@ -391,6 +571,8 @@ impl EventData {
             EventData::CasualtiesReported(d) => serde_json::to_value(d),
             EventData::Report(d) => serde_json::to_value(d),
             EventData::EventRetracted(d) => serde_json::to_value(d),
+            EventData::LocationAmended(d) => serde_json::to_value(d),
+            EventData::ActorAmended(d) => serde_json::to_value(d),
         };
         v.expect("plain data structs always serialize")
     }
@@ -399,6 +581,7 @@ impl EventData {
     pub fn named_actors(&self) -> Vec<(&'static str, &Slug)> {
         match self {
             EventData::ActorRegistered(d) => d.member_of.iter().map(|a| ("data.member_of", a)).collect(),
+            EventData::ActorAmended(d) => d.member_of.iter().map(|a| ("data.member_of", a)).collect(),
             EventData::ControlEstablished(d) | EventData::ForcesEntered(d) => vec![("data.actor", &d.actor)],
             EventData::ForcesWithdrew(d) => vec![("data.actor", &d.actor)],
             EventData::ClashesReported(d) => d.actors.iter().map(|a| ("data.actors", a)).collect(),
@@ -406,6 +589,7 @@ impl EventData {
             EventData::AirSupportProvided(d) => vec![("data.provider", &d.provider), ("data.supported", &d.supported)],
             EventData::CasualtiesReported(d) => d.actor.iter().map(|a| ("data.actor", a)).collect(),
             EventData::LocationRegistered(_)
+            | EventData::LocationAmended(_)
             | EventData::FacilityClosed(_)
             | EventData::FacilityReopened(_)
             | EventData::Report(_)
@@ -444,6 +628,10 @@ pub struct NewEvent {
     pub event_type: EventType,
     pub stream: StreamRef,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// Absent means `instant`.
+    pub occurred_precision: Option<TimePrecision>,
+    /// Absent means `exact`.
+    pub place_precision: Option<PlacePrecision>,
     pub source: Option<Source>,
     pub expected_version: Option<u64>,
     pub data: EventData,
@@ -456,6 +644,8 @@ pub(crate) const ENVELOPE_MEMBERS: &[&str] = &[
     "location",
     "actor",
     "occurred_at",
+    "occurred_precision",
+    "place_precision",
     "source",
     "expected_version",
     "data",
@@ -561,6 +751,21 @@ impl NewEvent {
             }
         };
 
+        let occurred_precision = enum_member::<TimePrecision>(obj, "occurred_precision", &mut errors);
+        if let Some(p) = occurred_precision {
+            match &occurred_at {
+                Some(t) if !p.is_aligned(t) => errors.push(FieldError::new(
+                    "occurred_at",
+                    format!("with occurred_precision '{p}' must be {}", p.alignment()),
+                )),
+                None if !obj.contains_key("occurred_at") => {
+                    errors.push(FieldError::new("occurred_precision", "is given without occurred_at"))
+                }
+                _ => {}
+            }
+        }
+        let place_precision = enum_member::<PlacePrecision>(obj, "place_precision", &mut errors);
+
         let source = match obj.get("source") {
             None => None,
             Some(v) => match typed::<Source>(v, "source") {
@@ -632,7 +837,13 @@ impl NewEvent {
                 None if !obj.contains_key(wanted) => errors.push(FieldError::new(wanted, "is required")),
                 None => {}
             }
-            if !t.is_registration() {
+            if place_precision.is_some() && t.is_actor_stream() {
+                errors.push(FieldError::new(
+                    "place_precision",
+                    "is a member of location events only",
+                ));
+            }
+            if !t.is_reference() {
                 if !obj.contains_key("occurred_at") {
                     errors.push(FieldError::new("occurred_at", "is required"));
                 }
@@ -640,13 +851,20 @@ impl NewEvent {
                     errors.push(FieldError::new("source", "is required"));
                 }
             }
-            if let (Some(EventData::LocationRegistered(d)), Some(StreamRef::Location(own))) = (&data, &stream) {
-                if d.parent.as_ref() == Some(own) {
+            let (parent, member_of) = match &data {
+                Some(EventData::LocationRegistered(d)) => (d.parent.as_ref(), None),
+                Some(EventData::LocationAmended(d)) => (d.parent.as_ref(), None),
+                Some(EventData::ActorRegistered(d)) => (None, d.member_of.as_ref()),
+                Some(EventData::ActorAmended(d)) => (None, d.member_of.as_ref()),
+                _ => (None, None),
+            };
+            if let (Some(parent), Some(StreamRef::Location(own))) = (parent, &stream) {
+                if parent == own {
                     errors.push(FieldError::new("data.parent", "a location cannot be its own parent"));
                 }
             }
-            if let (Some(EventData::ActorRegistered(d)), Some(StreamRef::Actor(own))) = (&data, &stream) {
-                if d.member_of.as_ref() == Some(own) {
+            if let (Some(member_of), Some(StreamRef::Actor(own))) = (member_of, &stream) {
+                if member_of == own {
                     errors.push(FieldError::new(
                         "data.member_of",
                         "an actor cannot be a member of itself",
@@ -661,6 +879,8 @@ impl NewEvent {
                 event_type,
                 stream,
                 occurred_at,
+                occurred_precision,
+                place_precision,
                 source,
                 expected_version,
                 data,
@@ -678,6 +898,12 @@ impl NewEvent {
         m.insert(self.stream.member().into(), Value::String(self.stream.id().to_string()));
         if let Some(t) = &self.occurred_at {
             m.insert("occurred_at".into(), Value::String(format_time(t)));
+        }
+        if let Some(p) = self.occurred_precision {
+            m.insert("occurred_precision".into(), Value::String(p.as_str().into()));
+        }
+        if let Some(p) = self.place_precision {
+            m.insert("place_precision".into(), Value::String(p.as_str().into()));
         }
         if let Some(s) = &self.source {
             m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
@@ -702,13 +928,51 @@ fn integral(v: &mut Value) {
     }
 }
 
+/// The integer members of event data.
+const INTEGER_DATA_MEMBERS: &[&str] = &[
+    "killed",
+    "wounded",
+    "killed_low",
+    "killed_high",
+    "wounded_low",
+    "wounded_high",
+];
+
+/// An optional envelope member holding one of `T`'s names.
+fn enum_member<T: FromStr<Err = String>>(
+    obj: &Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    match obj.get(name) {
+        None => None,
+        Some(Value::String(s)) => match s.parse::<T>() {
+            Ok(p) => Some(p),
+            Err(m) => {
+                errors.push(FieldError::new(name, m));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(name, "must be a string"));
+            None
+        }
+    }
+}
+
 /// The envelope as the decoder reads it: an explicit `null` for an optional
 /// member is the same as leaving it out, and integral floats in integer members
 /// are integers.
 fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
     let mut m: Map<String, Value> = obj
         .iter()
-        .filter(|(k, v)| !(v.is_null() && matches!(k.as_str(), "id" | "occurred_at" | "source" | "expected_version")))
+        .filter(|(k, v)| {
+            !(v.is_null()
+                && matches!(
+                    k.as_str(),
+                    "id" | "occurred_at" | "occurred_precision" | "place_precision" | "source" | "expected_version"
+                ))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Some(v) = m.get_mut("expected_version") {
@@ -718,10 +982,13 @@ fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
         integral(v);
     }
     if let Some(d) = m.get_mut("data").and_then(Value::as_object_mut) {
-        for k in ["killed", "wounded"] {
-            if let Some(v) = d.get_mut(k) {
+        for k in INTEGER_DATA_MEMBERS {
+            if let Some(v) = d.get_mut(*k) {
                 integral(v);
             }
+        }
+        if let Some(v) = d.get_mut("gazetteer").and_then(|g| g.get_mut("geonames")) {
+            integral(v);
         }
     }
     m
@@ -760,6 +1027,10 @@ pub struct StoredEvent {
     pub actor: Option<Slug>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_precision: Option<TimePrecision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place_precision: Option<PlacePrecision>,
     pub recorded_at: String,
     pub recorded_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -795,6 +1066,12 @@ impl StoredEvent {
         }
         if let Some(t) = &self.occurred_at {
             m.insert("occurred_at".into(), Value::String(t.clone()));
+        }
+        if let Some(p) = self.occurred_precision {
+            m.insert("occurred_precision".into(), Value::String(p.as_str().into()));
+        }
+        if let Some(p) = self.place_precision {
+            m.insert("place_precision".into(), Value::String(p.as_str().into()));
         }
         if let Some(s) = &self.source {
             m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
@@ -878,7 +1155,109 @@ mod tests {
                 "event_retracted",
                 json!({"event_id": "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b", "reason": "duplicate"}),
             ),
+            json!({"type": "location_amended", "location": "aleppo", "data": {"names": {"ar": "حلب", "en": "Aleppo"},
+                "gazetteer": {"geonames": 170063, "wikidata": "Q41183"},
+                "geometry": {"type": "Polygon", "coordinates": [[[37.0, 36.1], [37.3, 36.1], [37.3, 36.3], [37.0, 36.1]]]}}}),
+            json!({"type": "actor_amended", "actor": "hts", "data": {"names": {"ar": "هيئة تحرير الشام"}, "gazetteer": {"wikidata": "Q3474155"}}}),
         ]
+    }
+
+    /// The fields a refused event names.
+    fn refused(v: &Value) -> Vec<String> {
+        match NewEvent::from_json(v) {
+            Err(Problem::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("{v} not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn given_a_precision_when_occurred_at_is_not_the_start_of_its_unit_then_occurred_at_is_named() {
+        let mut v = examples()[3].clone();
+        v["occurred_precision"] = json!("day");
+        v["occurred_at"] = json!("2024-11-30T00:00:00Z");
+        let e = NewEvent::from_json(&v).unwrap();
+        assert_eq!(e.occurred_precision, Some(TimePrecision::Day));
+        assert_eq!(e.posted_members(Uuid::nil())["occurred_precision"], "day");
+        // Midnight in Damascus is not midnight in UTC.
+        v["occurred_at"] = json!("2024-11-30T00:00:00+03:00");
+        assert_eq!(refused(&v), vec!["occurred_at"]);
+        v["occurred_precision"] = json!("fortnight");
+        assert_eq!(refused(&v), vec!["occurred_precision"]);
+        let mut reg = examples()[0].clone();
+        reg["occurred_precision"] = json!("year");
+        assert_eq!(refused(&reg), vec!["occurred_precision"], "a precision needs its time");
+    }
+
+    #[test]
+    fn place_precision_belongs_to_location_events() {
+        let mut v = examples()[3].clone();
+        v["place_precision"] = json!("region");
+        assert_eq!(
+            NewEvent::from_json(&v).unwrap().place_precision,
+            Some(PlacePrecision::Region)
+        );
+        let mut actor = examples()[1].clone();
+        actor["place_precision"] = json!("near");
+        assert_eq!(refused(&actor), vec!["place_precision"]);
+        v["place_precision"] = json!("city");
+        assert_eq!(refused(&v), vec!["place_precision"]);
+    }
+
+    #[test]
+    fn without_the_new_members_the_stored_form_is_unchanged() {
+        for v in examples() {
+            let e = NewEvent::from_json(&v).unwrap();
+            let posted = e.posted_members(Uuid::nil());
+            assert!(!posted.contains_key("occurred_precision") && !posted.contains_key("place_precision"));
+        }
+    }
+
+    #[test]
+    fn given_estimates_then_low_best_high_must_be_ordered() {
+        let mut v = examples()[10].clone();
+        v["data"] = json!({"killed": 12, "killed_low": 10, "killed_high": 20, "wounded_low": 24});
+        assert!(NewEvent::from_json(&v).is_ok());
+        for (data, field) in [
+            (json!({"killed": 12, "killed_low": 13}), "data.killed_low"),
+            (json!({"killed": 12, "killed_high": 11}), "data.killed_high"),
+            (json!({"wounded_low": 5, "wounded_high": 4}), "data.wounded_high"),
+            (json!({"wounded_low": -1}), "data.wounded_low"),
+        ] {
+            v["data"] = data;
+            assert_eq!(refused(&v), vec![field.to_owned()]);
+        }
+    }
+
+    #[test]
+    fn given_reference_members_then_bad_values_name_their_field() {
+        let mut v = examples()[0].clone();
+        v["data"]["names"] = json!({"en_GB": "Aleppo"});
+        assert_eq!(refused(&v), vec!["data.names.en_GB"]);
+        let mut v = examples()[0].clone();
+        v["data"]["kind"] = json!("neighbourhood");
+        v["data"]["geometry"] = json!({"type": "Point", "coordinates": [37.1, 91]});
+        assert_eq!(refused(&v), vec!["data.geometry.coordinates[1]"]);
+        v["data"]["geometry"] =
+            json!({"type": "Polygon", "coordinates": [[[37.0, 36.1], [37.3, 36.1], [37.3, 36.3], [37.0, 36.3]]]});
+        assert_eq!(refused(&v), vec!["data.geometry.coordinates[0]"]);
+        let mut v = examples()[1].clone();
+        v["data"]["gazetteer"] = json!({"wikidata": "L123"});
+        assert_eq!(refused(&v), vec!["data.gazetteer.wikidata"]);
+        let empty = json!({"type": "location_amended", "location": "aleppo", "data": {}});
+        assert_eq!(refused(&empty), vec!["data"]);
+        let own = json!({"type": "location_amended", "location": "aleppo", "data": {"parent": "aleppo"}});
+        assert_eq!(refused(&own), vec!["data.parent"]);
+        let half = json!({"type": "location_amended", "location": "aleppo", "data": {"lat": 36.2}});
+        assert_eq!(refused(&half), vec!["data.lon"]);
+    }
+
+    #[test]
+    fn amendments_like_registrations_need_no_time_or_source() {
+        let v = examples()[13].clone();
+        let e = NewEvent::from_json(&v).unwrap();
+        assert_eq!(e.stream, StreamRef::Location(Slug::parse("aleppo").unwrap()));
+        let e = NewEvent::from_json(&examples()[14]).unwrap();
+        assert_eq!(e.stream, StreamRef::Actor(Slug::parse("hts").unwrap()));
     }
 
     #[test]

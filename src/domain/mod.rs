@@ -13,6 +13,8 @@ pub mod ids;
 pub mod integrity;
 pub mod jcs;
 pub mod limits;
+pub mod precision;
+pub mod reference;
 pub mod rules;
 pub mod validation;
 
