@@ -12,6 +12,7 @@ mod crash;
 mod errors;
 mod faults;
 mod merkle;
+mod model;
 mod old_log;
 mod process;
 mod reads;
