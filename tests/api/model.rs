@@ -662,3 +662,32 @@ async fn the_new_location_kinds_register_and_filter() {
         assert_eq!(found["locations"].as_array().unwrap().len(), 1, "{kind}: {found}");
     }
 }
+
+#[tokio::test]
+async fn the_demo_says_how_precise_the_article_is() {
+    let app = spawn_demo_app().await;
+    let evening = app.ok("/v1/locations/aleppo?as_of=2024-11-30T18:00:00Z").await;
+    assert_eq!(
+        (
+            evening["control"]["since_precision"].clone(),
+            evening["control"]["settled"].clone()
+        ),
+        (json!("day"), json!(false))
+    );
+    let aleppo = app.ok("/v1/locations/aleppo").await;
+    assert_eq!(aleppo["names"]["ar"], "حلب");
+    assert_eq!(aleppo["gazetteer"], json!({"geonames": 170063, "wikidata": "Q41183"}));
+    assert_eq!(aleppo["geometry"]["type"], "Polygon");
+    assert_eq!(
+        app.ok("/v1/locations/aleppo-governorate").await["gazetteer"]["iso3166_2"],
+        "SY-HL"
+    );
+    // "Dozens killed or wounded": no best estimate, no upper bound.
+    let casualties = app.ok("/v1/locations/northwest-syria").await["casualties"].clone();
+    assert_eq!(
+        (casualties["killed_high"].clone(), casualties["wounded_high"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let found = app.ok("/v1/locations?q=%D8%AD%D9%8E%D9%84%D9%8E%D8%A8&kind=city").await;
+    assert_eq!(found["locations"][0]["id"], "aleppo");
+}
