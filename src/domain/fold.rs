@@ -44,9 +44,13 @@ impl Estimate {
             },
         }
     }
+}
 
-    /// The sum of two estimates; unbounded if either is.
-    pub fn add(self, other: Estimate) -> Estimate {
+/// The sum of two estimates (saturating); unbounded above if either is.
+impl std::ops::Add for Estimate {
+    type Output = Estimate;
+
+    fn add(self, other: Estimate) -> Estimate {
         Estimate {
             best: self.best.saturating_add(other.best),
             low: self.low.saturating_add(other.low),
@@ -199,8 +203,8 @@ impl<K: Ord + Copy> Status<K> {
             Effect::Close => self.operational = Some(Operational::Closed),
             Effect::Reopen => self.operational = Some(Operational::Open),
             Effect::Casualties { killed, wounded } => {
-                self.killed = self.killed.add(*killed);
-                self.wounded = self.wounded.add(*wounded);
+                self.killed = self.killed + *killed;
+                self.wounded = self.wounded + *wounded;
                 self.casualty_reports += 1;
             }
             Effect::Nothing => {}
