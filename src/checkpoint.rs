@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::hash::Hash;
 use crate::projection::Projection;
 
 /// Bump when the projection's layout or meaning changes. A checkpoint of
@@ -58,7 +59,7 @@ impl<R: Read> Read for Hashing<R> {
 /// The checkpoint in `dir`, if there is a sound one: (seq, hash, projection).
 /// Read as a stream, so the file is never held in memory beside the projection
 /// it decodes to; the digest is checked once the whole body has been read.
-pub fn load(dir: &Path) -> Result<Option<(u64, String, Projection)>, String> {
+pub fn load(dir: &Path) -> Result<Option<(u64, Hash, Projection)>, String> {
     let file = match File::open(path(dir)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -78,7 +79,7 @@ pub fn load(dir: &Path) -> Result<Option<(u64, String, Projection)>, String> {
     if format != FORMAT {
         return Err(format!("format {format}, not {FORMAT}"));
     }
-    let decoded: Result<(u64, String, Projection), _> = bincode::deserialize_from(&mut body);
+    let decoded: Result<(u64, Hash, Projection), _> = bincode::deserialize_from(&mut body);
     // Whatever is left belongs to the digest too.
     std::io::copy(&mut body, &mut std::io::sink()).map_err(|e| e.to_string())?;
     if body.into_inner().hasher.finalize()[..] != digest {

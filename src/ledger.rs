@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::domain::event::{ActorAmended, EventData, LocationAmended, NewEvent, Receipt, StoredEvent, StreamRef};
 use crate::domain::fact::Fact;
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{canonical_digest, canonical_event, check_link, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::domain::rules::{self, Catalog, KnownEvent};
@@ -230,14 +231,14 @@ impl Ledger {
         let mut projection = Projection::default();
         let mut tree = MerkleFrontier::default();
         let mut chunk: Vec<Staged> = Vec::new();
-        let mut prev = GENESIS_HASH.to_owned();
+        let mut prev = GENESIS_HASH;
         let mut count = 0;
         for (n, item) in events.enumerate() {
             let event = item.map_err(|e| LedgerError::Import(format!("line {}: {e}", n + 1)))?;
             let seq = n as u64 + 1;
             let canonical = check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
             let parsed = check_and_apply(&mut projection, &event)?;
-            prev = event.hash.clone();
+            prev = event.hash;
             let fact = Fact::of(event.id, event.version, &parsed);
             let nodes = tree.push(&leaf_of(&event));
             chunk.push(Staged {
@@ -263,11 +264,9 @@ impl Drop for Ledger {
     }
 }
 
-/// The Merkle leaf of an event: its hash's 32 bytes (checked to be hex before).
+/// The Merkle leaf of an event: its hash's 32 bytes.
 fn leaf_of(event: &StoredEvent) -> [u8; 32] {
-    let mut leaf = [0u8; 32];
-    hex::decode_to_slice(&event.hash, &mut leaf).expect("hashes are checked before they are leaves");
-    leaf
+    *event.hash.as_bytes()
 }
 
 /// Re-parse a stored event, hold it to the domain rules, and apply it.
@@ -294,7 +293,7 @@ pub fn restore(store: &Store) -> Result<(Projection, u64), LedgerError> {
                 seq <= store.head().seq && (seq == 0 || store.get(seq).ok().flatten().is_some_and(|e| e.hash == hash));
             if matches {
                 let from = seq;
-                let p = replay(store, projection, seq + 1, &hash)?;
+                let p = replay(store, projection, seq + 1, hash)?;
                 let folded = p.head_seq() - from;
                 tracing::info!(checkpoint_seq = from, folded, "projection restored from its checkpoint");
                 return Ok((p, folded));
@@ -330,13 +329,9 @@ fn replay(
     store: &Store,
     mut projection: Projection,
     from_seq: u64,
-    prev_hash: &str,
+    prev_hash: Hash,
 ) -> Result<Projection, LedgerError> {
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(prev_hash, &mut prev).map_err(|e| LedgerError::Invalid {
-        seq: from_seq.saturating_sub(1),
-        reason: format!("hash is not 64 hex digits: {e}"),
-    })?;
+    let mut prev = prev_hash;
     projection.begin_bulk();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<crate::store::Record>, StoreError>>(8);
     std::thread::scope(|scope| -> Result<(), LedgerError> {
@@ -345,17 +340,17 @@ fn replay(
             for item in store.records(from_seq) {
                 let checked = item.and_then(|r| {
                     r.check_hash()?;
-                    if r.prev_hash() != &prev {
+                    if r.prev_hash() != prev {
                         return Err(StoreError::Corrupt {
                             seq: r.seq(),
                             reason: format!(
                                 "prev_hash {} does not match the hash of seq {}",
-                                hex::encode(r.prev_hash()),
+                                r.prev_hash(),
                                 r.seq() - 1
                             ),
                         });
                     }
-                    prev = *r.hash();
+                    prev = r.hash();
                     Ok(r)
                 });
                 match checked {
@@ -618,7 +613,7 @@ impl Writer {
             let base = self.projection.read().expect("projection lock");
             let mut overlay = Overlay::default();
             let mut head_seq = base.head_seq();
-            let mut head_hash = base.head_hash().to_owned();
+            let mut head_hash = base.head_hash();
             let mut tree = base.tree().clone();
             for Request {
                 events,
@@ -652,10 +647,10 @@ impl Writer {
                         tree = tree_before;
                         if let Some(last) = staged.last() {
                             head_seq = last.event.seq;
-                            head_hash = last.event.hash.clone();
+                            head_hash = last.event.hash;
                         } else {
                             head_seq = base.head_seq();
-                            head_hash = base.head_hash().to_owned();
+                            head_hash = base.head_hash();
                         }
                     }
                 }
@@ -740,7 +735,7 @@ impl Writer {
         principal: &str,
         staged: &mut Vec<Staged>,
         head_seq: &mut u64,
-        head_hash: &mut String,
+        head_hash: &mut Hash,
         tree: &mut MerkleFrontier,
     ) -> Plan {
         let in_item = |p: Problem, i: usize| if batch { p.in_batch_item(i) } else { p };
@@ -844,13 +839,13 @@ impl Writer {
                 source: e.source.clone(),
                 data: e.data.to_value(),
                 version,
-                prev_hash: head_hash.clone(),
-                hash: String::new(),
+                prev_hash: *head_hash,
+                hash: Hash::GENESIS,
             };
             let canonical = canonical_event(&event);
-            event.hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical));
-            // As served: the canonical JSON plus its `hash` member.
-            let size = canonical.len() + r#","hash":""#.len() + event.hash.len();
+            event.hash = Hash::of(&canonical);
+            // As served: the canonical JSON plus its `hash` member (64 hex digits).
+            let size = canonical.len() + r#","hash":""#.len() + 64;
             if size > MAX_EVENT_BYTES {
                 // A shape is what makes a registration large: name it.
                 let field = if event.data.get("geometry").is_some() {
@@ -868,7 +863,7 @@ impl Writer {
             }
             let fact = Fact::of(id, version, e);
             *head_seq = event.seq;
-            *head_hash = event.hash.clone();
+            *head_hash = event.hash;
             request.versions.insert(e.stream.clone(), version);
             match &e.data {
                 EventData::LocationRegistered(d) => {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::hash::Hash;
 use super::ids::Slug;
 use super::limits::*;
 use super::reference::{check_names, Gazetteer, Geometry, Names};
@@ -1037,8 +1038,8 @@ pub struct StoredEvent {
     pub source: Option<Source>,
     pub data: Value,
     pub version: u64,
-    pub prev_hash: String,
-    pub hash: String,
+    pub prev_hash: Hash,
+    pub hash: Hash,
 }
 
 impl StoredEvent {
@@ -1104,7 +1105,7 @@ impl StoredEvent {
             seq: self.seq,
             version: self.version,
             recorded_at: self.recorded_at.clone(),
-            hash: self.hash.clone(),
+            hash: self.hash,
         }
     }
 }
@@ -1116,7 +1117,7 @@ pub struct Receipt {
     pub seq: u64,
     pub version: u64,
     pub recorded_at: String,
-    pub hash: String,
+    pub hash: Hash,
 }
 
 #[cfg(test)]
@@ -1367,7 +1368,7 @@ mod tests {
             ("recorded_by", json!("x")),
             ("version", json!(3)),
             ("prev_hash", json!("0".repeat(64))),
-            ("hash", json!("0".repeat(64))),
+            ("hash", json!("1".repeat(64))),
         ] {
             stored.insert(k.into(), v);
         }

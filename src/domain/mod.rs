@@ -9,6 +9,7 @@
 pub mod event;
 pub mod fact;
 pub mod fold;
+pub mod hash;
 pub mod ids;
 pub mod integrity;
 pub mod jcs;

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::domain::event::{NewEvent, StoredEvent, StreamRef};
 use crate::domain::fact::{ActorRef, Change, Fact, LocationRef};
 use crate::domain::fold::{fold, Control, Development, Status};
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::domain::rules::{Catalog, KnownEvent};
 use crate::domain::{EventType, Slug};
@@ -141,7 +142,7 @@ struct EventEntry {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Projection {
     head_seq: u64,
-    head_hash: String,
+    head_hash: Hash,
     merkle: MerkleFrontier,
     last_recorded_at: Option<String>,
     actors: Vec<ActorState>,
@@ -162,7 +163,7 @@ impl Default for Projection {
     fn default() -> Self {
         Projection {
             head_seq: 0,
-            head_hash: GENESIS_HASH.to_owned(),
+            head_hash: GENESIS_HASH,
             merkle: MerkleFrontier::default(),
             last_recorded_at: None,
             actors: Vec::new(),
@@ -189,8 +190,8 @@ impl Projection {
         self.head_seq
     }
 
-    pub fn head_hash(&self) -> &str {
-        &self.head_hash
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
     }
 
     pub fn merkle_root(&self) -> [u8; 32] {
@@ -234,8 +235,8 @@ impl Projection {
 
     /// The hash and `recorded_at` of the event at the head, which `apply_fact`
     /// leaves to the caller (a bulk fold sets them once, at the end).
-    pub fn set_head(&mut self, hash: &str, recorded_at: &str) {
-        hash.clone_into(&mut self.head_hash);
+    pub fn set_head(&mut self, hash: &Hash, recorded_at: &str) {
+        self.head_hash = *hash;
         self.last_recorded_at = Some(recorded_at.to_owned());
     }
 

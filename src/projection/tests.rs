@@ -41,8 +41,8 @@ impl Log {
             source: e.source.clone(),
             data: e.data.to_value(),
             version: self.projection.stream_version(&e.stream) + 1,
-            prev_hash: self.events.last().map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
-            hash: String::new(),
+            prev_hash: self.events.last().map_or(GENESIS_HASH, |p| p.hash),
+            hash: GENESIS_HASH,
         };
         stored.hash = event_hash(&stored);
         self.projection.apply(&stored, &e).expect("checked events apply");
