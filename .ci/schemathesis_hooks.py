@@ -163,6 +163,7 @@ CROSS_MEMBER_FIELDS = {
     "id",  # a batch names an id twice
     "",  # the stored event would exceed 32 KiB (a byte limit, not a JSON Schema one)
     "data.geometry",  # the same limit, when a shape makes the event large
+    "data",  # an amendment whose every member is null names nothing to amend
     "occurred_at",  # occurred_precision: occurred_at must start its unit
     "occurred_precision",  # a precision posted with occurred_at null
     "data.killed_low",  # casualties_reported: low <= best <= high
