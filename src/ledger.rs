@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -27,6 +27,7 @@ use crate::domain::hash::Hash;
 use crate::domain::integrity::{canonical_digest, canonical_event, check_link, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::domain::rules::{self, Catalog, KnownEvent};
+use crate::domain::time::UtcTime;
 use crate::domain::{Problem, Slug};
 use crate::projection::Projection;
 use crate::store::{Staged, Store, StoreError};
@@ -540,8 +541,7 @@ impl Writer {
             .read()
             .expect("projection lock")
             .last_recorded_at()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
+            .map(|t| t.at());
         Writer {
             store,
             projection,
@@ -697,9 +697,7 @@ impl Writer {
                     }
                 }
                 if let Some(last) = staged.last() {
-                    self.last_recorded_at = DateTime::parse_from_rfc3339(&last.event.recorded_at)
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc));
+                    self.last_recorded_at = Some(last.event.recorded_at.at());
                 }
             }
             Err(e) => {
@@ -809,7 +807,7 @@ impl Writer {
             Some(last) if last > now => last,
             _ => now,
         };
-        let recorded_at = recorded.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let recorded_at = UtcTime::recorded(recorded);
         for (i, e) in events.iter().enumerate() {
             let view = Layered { base, group, request };
             if let Err(p) = rules::check(e, &view) {
@@ -831,10 +829,10 @@ impl Writer {
                     StreamRef::Actor(a) => Some(a.clone()),
                     StreamRef::Location(_) => None,
                 },
-                occurred_at: e.occurred_at.as_ref().map(crate::domain::event::format_time),
+                occurred_at: e.occurred_at.map(UtcTime::occurred),
                 occurred_precision: e.occurred_precision,
                 place_precision: e.place_precision,
-                recorded_at: recorded_at.clone(),
+                recorded_at,
                 recorded_by: principal.to_owned(),
                 source: e.source.clone(),
                 data: e.data.to_value(),

@@ -17,6 +17,7 @@ use super::hash::Hash;
 use super::ids::Slug;
 use super::limits::*;
 use super::reference::{check_names, Gazetteer, Geometry, Names};
+use super::time::UtcTime;
 use super::validation::{FieldError, Problem};
 
 macro_rules! string_enum {
@@ -1027,12 +1028,12 @@ pub struct StoredEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Slug>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub occurred_at: Option<String>,
+    pub occurred_at: Option<UtcTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_precision: Option<TimePrecision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub place_precision: Option<PlacePrecision>,
-    pub recorded_at: String,
+    pub recorded_at: UtcTime,
     pub recorded_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
@@ -1066,7 +1067,7 @@ impl StoredEvent {
             m.insert("actor".into(), Value::String(a.to_string()));
         }
         if let Some(t) = &self.occurred_at {
-            m.insert("occurred_at".into(), Value::String(t.clone()));
+            m.insert("occurred_at".into(), Value::String(t.to_string()));
         }
         if let Some(p) = self.occurred_precision {
             m.insert("occurred_precision".into(), Value::String(p.as_str().into()));
@@ -1104,7 +1105,7 @@ impl StoredEvent {
             id: self.id,
             seq: self.seq,
             version: self.version,
-            recorded_at: self.recorded_at.clone(),
+            recorded_at: self.recorded_at,
             hash: self.hash,
         }
     }
@@ -1116,7 +1117,7 @@ pub struct Receipt {
     pub id: Uuid,
     pub seq: u64,
     pub version: u64,
-    pub recorded_at: String,
+    pub recorded_at: UtcTime,
     pub hash: Hash,
 }
 

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod precision;
 pub mod reference;
 pub mod rules;
+pub mod time;
 pub mod validation;
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::domain::fold::{fold, Control, Development, Status};
 use crate::domain::hash::Hash;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::domain::rules::{Catalog, KnownEvent};
+use crate::domain::time::UtcTime;
 use crate::domain::{EventType, Slug};
 
 pub use view::{ActorView, CasualtiesView, ControlView, LocationView, SubdivisionsView};
@@ -144,7 +145,7 @@ pub struct Projection {
     head_seq: u64,
     head_hash: Hash,
     merkle: MerkleFrontier,
-    last_recorded_at: Option<String>,
+    last_recorded_at: Option<UtcTime>,
     actors: Vec<ActorState>,
     actor_ix: HashMap<Slug, ActorIx>,
     locations: Vec<LocationState>,
@@ -208,8 +209,8 @@ impl Projection {
         self.merkle = tree;
     }
 
-    pub fn last_recorded_at(&self) -> Option<&str> {
-        self.last_recorded_at.as_deref()
+    pub fn last_recorded_at(&self) -> Option<UtcTime> {
+        self.last_recorded_at
     }
 
     pub fn location_ix(&self, id: &Slug) -> Option<LocationIx> {
@@ -235,9 +236,9 @@ impl Projection {
 
     /// The hash and `recorded_at` of the event at the head, which `apply_fact`
     /// leaves to the caller (a bulk fold sets them once, at the end).
-    pub fn set_head(&mut self, hash: &Hash, recorded_at: &str) {
+    pub fn set_head(&mut self, hash: &Hash, recorded_at: &UtcTime) {
         self.head_hash = *hash;
-        self.last_recorded_at = Some(recorded_at.to_owned());
+        self.last_recorded_at = Some(*recorded_at);
     }
 
     /// Fold many events at once (start-up): developments are appended to their

@@ -33,10 +33,10 @@ impl Log {
                 .get("location")
                 .map(|v| Slug::parse(v.as_str().unwrap()).unwrap()),
             actor: posted.get("actor").map(|v| Slug::parse(v.as_str().unwrap()).unwrap()),
-            occurred_at: posted.get("occurred_at").map(|v| v.as_str().unwrap().to_owned()),
+            occurred_at: e.occurred_at.map(crate::domain::time::UtcTime::occurred),
             occurred_precision: e.occurred_precision,
             place_precision: e.place_precision,
-            recorded_at: "2024-12-01T00:00:00.000000Z".into(),
+            recorded_at: crate::domain::time::UtcTime::parse("2024-12-01T00:00:00.000000Z").unwrap(),
             recorded_by: "test".into(),
             source: e.source.clone(),
             data: e.data.to_value(),
