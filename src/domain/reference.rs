@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use super::limits::{MAX_NAMES, MAX_NAME_CHARS};
 use super::validation::FieldError;
@@ -70,21 +71,52 @@ pub fn check_name(errors: &mut Vec<FieldError>, field: &str, text: &str) {
 }
 
 /// Ids of the same place or party in public gazetteers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Gazetteer {
     /// GeoNames feature id.
-    #[serde(default)]
     pub geonames: Option<u64>,
     /// Wikidata item, `Q…`.
-    #[serde(default)]
     pub wikidata: Option<String>,
     /// OpenStreetMap element, `relation/…`, `way/…` or `node/…`.
-    #[serde(default)]
     pub osm: Option<String>,
-    /// ISO 3166-2 subdivision code, e.g. `SY-02`.
-    #[serde(default)]
+    /// ISO 3166-2 subdivision code, e.g. `SY-HL`.
     pub iso3166_2: Option<String>,
+}
+
+/// The fields as the binary forms hold them (by position).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GazetteerFields {
+    #[serde(default)]
+    geonames: Option<u64>,
+    #[serde(default)]
+    wikidata: Option<String>,
+    #[serde(default)]
+    osm: Option<String>,
+    #[serde(default)]
+    iso3166_2: Option<String>,
+}
+
+/// Read a JSON object only: serde's derived readers would also take an array
+/// of the fields' values, which is not what the member means.
+fn json_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Map::<String, Value>::deserialize(d).map(Value::Object)
+}
+
+impl<'de> Deserialize<'de> for Gazetteer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Gazetteer, D::Error> {
+        let f = if d.is_human_readable() {
+            GazetteerFields::deserialize(json_object(d)?).map_err(serde::de::Error::custom)?
+        } else {
+            GazetteerFields::deserialize(d)?
+        };
+        Ok(Gazetteer {
+            geonames: f.geonames,
+            wikidata: f.wikidata,
+            osm: f.osm,
+            iso3166_2: f.iso3166_2,
+        })
+    }
 }
 
 /// In JSON only the ids given are written (stored data holds the posted
@@ -232,7 +264,9 @@ impl Serialize for Geometry {
 impl<'de> Deserialize<'de> for Geometry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
-            GeoJson::deserialize(d).map(Geometry::from)
+            GeoJson::deserialize(json_object(d)?)
+                .map(Geometry::from)
+                .map_err(serde::de::Error::custom)
         } else {
             Binary::deserialize(d).map(Geometry::from)
         }
@@ -431,6 +465,10 @@ mod tests {
         assert!(
             serde_json::from_value::<Geometry>(json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]})).is_err()
         );
+        // Serde would read a struct or a tagged enum from an array too: not here.
+        assert!(serde_json::from_value::<Geometry>(json!(["Point", [1, 2]])).is_err());
+        assert!(serde_json::from_value::<Gazetteer>(json!([null, null])).is_err());
+        assert!(serde_json::from_value::<Gazetteer>(json!({"geonames": 1, "tgn": 2})).is_err());
     }
 
     #[test]

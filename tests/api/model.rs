@@ -373,7 +373,11 @@ async fn names_aliases_and_gazetteer_ids_are_returned_and_search_finds_arabic_wi
         ),
         (
             json!({"name": "X", "kind": "city", "gazetteer": {"geonames": 1, "tgn": 7}}),
-            "data.gazetteer.tgn",
+            "data.gazetteer",
+        ),
+        (
+            json!({"name": "X", "kind": "city", "gazetteer": [170063, null]}),
+            "data.gazetteer",
         ),
         (json!({"name": "X", "kind": "city", "aliases": [""]}), "data.aliases[0]"),
     ] {
@@ -434,11 +438,12 @@ async fn a_shape_is_returned_as_posted_and_a_bad_one_is_refused_naming_where() {
         ),
         (
             json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}),
-            "data.geometry.type",
+            "data.geometry",
         ),
+        (json!(["Point", [37.1, 36.2]]), "data.geometry"),
         (
             json!({"type": "Point", "coordinates": [0, 0], "bbox": [0, 0, 0, 0]}),
-            "data.geometry.bbox",
+            "data.geometry",
         ),
     ] {
         refused(&app, reg(geometry), "validation_failed", field).await;
