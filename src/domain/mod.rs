@@ -6,6 +6,8 @@
 //! module). The store and the projection call into this layer; it calls
 //! nothing above it.
 
+pub mod data;
+pub mod envelope;
 pub mod event;
 pub mod fact;
 pub mod fold;
@@ -17,8 +19,11 @@ pub mod limits;
 pub mod precision;
 pub mod reference;
 pub mod rules;
+pub mod source;
+pub mod stored;
 pub mod time;
 pub mod validation;
+pub mod vocabulary;
 
 #[cfg(test)]
 mod fuzz_tests;

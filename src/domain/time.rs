@@ -100,6 +100,24 @@ impl<'de> Deserialize<'de> for UtcTime {
     }
 }
 
+/// RFC 3339 in UTC, keeping sub-second digits only when there are some.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Parse an RFC 3339 timestamp (any offset) to UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    use chrono::Datelike;
+    let t = DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))?;
+    // Stored in UTC, it must still be RFC 3339 (years 0000 to 9999).
+    if !(0..=9999).contains(&t.year()) {
+        return Err("must fall within the years 0000 to 9999 once converted to UTC".into());
+    }
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
