@@ -488,6 +488,19 @@ impl NewEvent {
         let normalised = normalise(obj);
         let obj = &normalised;
         let mut errors = Vec::new();
+        let mut inexact = Vec::new();
+        for (k, v) in obj {
+            super::json::inexact_integers(v, k, &mut inexact);
+        }
+        if !inexact.is_empty() {
+            let message = format!(
+                "must be an integer from -{MAX} to {MAX}: larger ones are not read exactly by every JSON parser",
+                MAX = super::json::MAX_EXACT_INTEGER
+            );
+            return Err(Problem::Validation(
+                inexact.into_iter().map(|f| FieldError::new(f, message.clone())).collect(),
+            ));
+        }
         for key in obj.keys() {
             if !ENVELOPE_MEMBERS.contains(&key.as_str()) {
                 errors.push(FieldError::new(key.clone(), "unknown member"));

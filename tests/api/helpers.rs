@@ -79,6 +79,18 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POST a body exactly as written (for JSON a `Value` cannot hold:
+    /// duplicate members, number spellings).
+    pub async fn post_text(&self, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/events"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POST and return (status, JSON body).
     pub async fn post_json(&self, body: &Value) -> (u16, Value) {
         let res = self.post_events(body).await;

@@ -1,0 +1,60 @@
+//! JSON that every parser must read the same way: what the server accepts it
+//! stores and answers exactly, and whatever it cannot keep exactly it refuses.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// A `casualties_reported` on `aleppo`, with `data` as raw JSON text.
+fn casualties(id: &str, data: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"casualties_reported","location":"aleppo","occurred_at":"2024-12-01T00:00:00Z","source":{{"name":"Reuters","kind":"news_agency"}},"data":{data}}}"#
+    )
+}
+
+/// The log still checks, and every event still reads.
+async fn log_is_whole(app: &TestApp) {
+    assert_eq!(app.ok("/v1/audit/verify").await["ok"], true);
+    let head = app.ok("/v1/audit/head").await["seq"].as_u64().unwrap();
+    let events = app.ok("/v1/events?limit=1000").await["events"].clone();
+    assert_eq!(events.as_array().unwrap().len() as u64, head);
+}
+
+#[tokio::test]
+async fn integers_beyond_2_pow_53_are_refused_naming_the_member() {
+    let app = spawn_demo_app().await;
+    let id = "0193a2b4-5c6d-7e8f-9a0b-000000000001";
+    let src = r#"{"name":"Reuters","kind":"news_agency","credibility":18446744073709551615}"#;
+    for (body, field) in [
+        (casualties(id, r#"{"killed":18446744073709551615}"#), "data.killed"),
+        (casualties(id, r#"{"killed":9007199254740993}"#), "data.killed"),
+        (casualties(id, r#"{"wounded":9007199254740992}"#), "data.wounded"),
+        (
+            casualties(id, r#"{"killed":1}"#).replace(r#""data""#, r#""expected_version":9007199254740992,"data""#),
+            "expected_version",
+        ),
+        (
+            casualties(id, r#"{"killed":1}"#).replace(r#"{"name":"Reuters","kind":"news_agency"}"#, src),
+            "source.credibility",
+        ),
+    ] {
+        let problem = assert_problem(app.post_text(&body).await, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    log_is_whole(&app).await;
+}
+
+#[tokio::test]
+async fn the_largest_exact_integer_is_stored_served_and_retried_exactly() {
+    let app = spawn_app().await;
+    seed_basics(&app).await;
+    let id = "0193a2b4-5c6d-7e8f-9a0b-000000000002";
+    let body = casualties(id, r#"{"killed":9007199254740991,"wounded":0}"#);
+    assert_eq!(app.post_text(&body).await.status().as_u16(), 201);
+    let served = app.get(&format!("/v1/events/{id}")).await.text().await.unwrap();
+    assert!(served.contains(r#""killed":9007199254740991"#), "{served}");
+    assert_eq!(app.post_text(&body).await.status().as_u16(), 200, "a retry");
+    let status = app.ok("/v1/locations/aleppo").await;
+    assert_eq!(status["casualties"]["killed"], json!(9007199254740991u64), "{status}");
+    log_is_whole(&app).await;
+}
