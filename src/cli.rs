@@ -324,7 +324,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty()))
                 .map(|line| {
                     let line = line.map_err(|e| e.to_string())?;
-                    serde_json::from_str::<StoredEvent>(&line).map_err(|e| format!("not a stored event: {e}"))
+                    crate::domain::json::parse(line.as_bytes())
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| serde_json::from_value::<StoredEvent>(v).map_err(|e| e.to_string()))
+                        .map_err(|e| format!("not a stored event: {e}"))
                 });
             let n = Ledger::import(&data_dir, events)?;
             eprintln!("imported {n} events into {}", data_dir.display());

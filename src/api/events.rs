@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::query::Query;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::domain::json;
 use crate::domain::limits::{DEFAULT_PAGE_EVENTS, MAX_BATCH_EVENTS, MAX_PAGE_EVENTS};
 use crate::domain::{EventType, FieldError, NewEvent, Problem, StoredEvent};
 use crate::ledger::Appended;
@@ -64,8 +65,7 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 
 /// Parse a posted body: one event object, or an array of 1 to 1000.
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, bool), ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let value = json::parse(body).map_err(|e| ApiError::new("malformed_json", format!("the body is {e}")))?;
     match value {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH_EVENTS {

@@ -58,3 +58,24 @@ async fn the_largest_exact_integer_is_stored_served_and_retried_exactly() {
     assert_eq!(status["casualties"]["killed"], json!(9007199254740991u64), "{status}");
     log_is_whole(&app).await;
 }
+
+#[tokio::test]
+async fn duplicate_members_are_refused_at_every_depth() {
+    let app = spawn_demo_app().await;
+    let one = casualties("0193a2b4-5c6d-7e8f-9a0b-000000000003", r#"{"killed":1}"#);
+    for (body, member) in [
+        (one.replacen(r#""type":"casualties_reported""#, r#""type":"report","type":"casualties_reported""#, 1), "type"),
+        (one.replacen(r#""kind":"news_agency""#, r#""kind":"witness","kind":"news_agency""#, 1), "source.kind"),
+        (one.replacen(r#"{"killed":1}"#, r#"{"killed":1,"killed":2}"#, 1), "data.killed"),
+        (format!("[{one},{}]", one.replacen(r#""id":"#, r#""id":null,"id":"#, 1)), "[1].id"),
+        (
+            r#"{"type":"actor_registered","actor":"x","data":{"name":"X","kind":"other","aliases":[{"a":1,"a":2}]}}"#.to_owned(),
+            "data.aliases[0].a",
+        ),
+    ] {
+        let problem = assert_problem(app.post_text(&body).await, 400, "malformed_json").await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("duplicate member '{member}'")), "{body}: {detail}");
+    }
+    assert_eq!(app.ok("/v1/audit/head").await["seq"], 32, "nothing was written");
+}
