@@ -65,7 +65,10 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 
 /// Parse a posted body: one event object, or an array of 1 to 1000.
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, bool), ApiError> {
-    let value = json::parse(body).map_err(|e| ApiError::new("malformed_json", format!("the body is {e}")))?;
+    let value = json::parse(body).map_err(|e| match e {
+        json::JsonError::Malformed(m) => ApiError::new("malformed_json", format!("the body is {m}")),
+        json::JsonError::Inexact { field, message } => Problem::invalid(field, message).into(),
+    })?;
     match value {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH_EVENTS {

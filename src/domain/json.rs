@@ -6,6 +6,11 @@
 //! Every JSON a client sends (a request body, an import line) is read by
 //! `parse`, which refuses what readers disagree on: a member given twice is
 //! read as the first by some parsers and as the last by others (serde_json).
+//! A number is read as the value it will be stored and answered as: an
+//! integer that fits 64 bits as itself, any other as the nearest double, which
+//! must be the number written (`36.20` and `3.62e1` are 36.2, `-0` is 0; but
+//! `1e-400` or `36.20210000000000000001`, which a double cannot hold, are
+//! refused rather than stored as another number).
 
 use serde_json::{Map, Value};
 use struson::reader::{JsonReader, JsonStreamReader, ReaderSettings, ValueType};
@@ -19,6 +24,9 @@ pub enum JsonError {
     /// Not JSON (RFC 8259), or JSON that readers read differently.
     #[error("{0}")]
     Malformed(String),
+    /// A number no double holds exactly, at `field` (a path such as `data.lat`).
+    #[error("{field}: {message}")]
+    Inexact { field: String, message: String },
 }
 
 /// Read one JSON text strictly (see the module documentation).
@@ -26,6 +34,8 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     let settings = ReaderSettings {
         // Paths are named by `read` as an error unwinds.
         track_path: false,
+        // `number` holds every number to a stricter rule.
+        restrict_number_values: false,
         ..ReaderSettings::default()
     };
     let mut reader = JsonStreamReader::new_custom(bytes, settings);
@@ -46,6 +56,7 @@ struct Failure {
 enum FailureKind {
     Syntax(String),
     Duplicate,
+    Inexact(String),
 }
 
 impl Failure {
@@ -67,6 +78,7 @@ impl Failure {
             FailureKind::Duplicate => JsonError::Malformed(format!(
                 "duplicate member '{path}' (JSON readers differ on which one counts)"
             )),
+            FailureKind::Inexact(message) => JsonError::Inexact { field: path, message },
         }
     }
 }
@@ -112,9 +124,9 @@ fn read(r: &mut JsonStreamReader<&[u8]>) -> Result<Value, Failure> {
         ValueType::String => Value::String(r.next_string()?),
         ValueType::Number => {
             let text = r.next_number_as_str()?;
-            serde_json::from_str(text).map_err(|e| Failure {
+            number(text).map_err(|message| Failure {
                 path: Vec::new(),
-                kind: FailureKind::Syntax(e.to_string()),
+                kind: FailureKind::Inexact(message),
             })?
         }
         ValueType::Boolean => Value::Bool(r.next_bool()?),
@@ -123,6 +135,57 @@ fn read(r: &mut JsonStreamReader<&[u8]>) -> Result<Value, Failure> {
             Value::Null
         }
     })
+}
+
+/// A JSON number (valid RFC 8259 text) as the value it is stored as.
+fn number(text: &str) -> Result<Value, String> {
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(u) = text.parse::<u64>() {
+            return Ok(u.into());
+        }
+        if let Ok(i) = text.parse::<i64>() {
+            return Ok(i.into());
+        }
+    }
+    // Rust's parse rounds correctly: this is the double nearest the text.
+    let f: f64 = text.parse().map_err(|_| format!("{text} is not a number"))?;
+    if !f.is_finite() {
+        return Err(format!("{text} is beyond the range of a JSON number (a double)"));
+    }
+    // RFC 8785 writes a double as its shortest decimal form.
+    let mut buffer = ryu_js::Buffer::new();
+    let stored = buffer.format_finite(f);
+    match (decimal(text), decimal(stored)) {
+        (Some(a), Some(b)) if a == b => Ok(Value::from(if f == 0.0 { 0.0 } else { f })),
+        _ => Err(format!(
+            "{text} is not a number a JSON double holds exactly: it would be stored as {stored}"
+        )),
+    }
+}
+
+/// The decimal value of a number's text as (negative, significant digits,
+/// exponent), with zero as one value whatever its sign; `None` if the exponent
+/// is beyond 64 bits.
+fn decimal(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let significant = digits.trim_end_matches('0');
+    let exponent = exponent
+        .checked_sub(frac.len() as i64)?
+        .checked_add((digits.len() - significant.len()) as i64)?;
+    let significant = significant.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((negative, significant.to_owned(), exponent))
 }
 
 /// The paths (`data.killed`, `[2].wounded`) of the integers in `value` that
@@ -175,6 +238,34 @@ mod tests {
         assert_eq!(parse(br#"{"a":{"a":1},"b":[{"a":1},{"a":1}]}"#).unwrap()["b"][1]["a"], 1);
         for bad in [&b"{"[..], b"[1,]", b"{\"a\":1} x", b"\"\\ud800\"", b"\xff", b"01", b"NaN", b""] {
             assert!(matches!(parse(bad), Err(JsonError::Malformed(_))), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn numbers_are_read_as_the_value_they_are_stored_as_or_refused() {
+        for (text, read) in [
+            ("36.20", json!(36.2)),
+            ("3.62e1", json!(36.2)),
+            ("-0.0", json!(0.0)),
+            ("-0", json!(0)),
+            ("0e-999999999999999999", json!(0.0)),
+            ("1E+2", json!(100.0)),
+            ("1e-7", json!(1e-7)),
+            ("1.5e-323", json!(1.5e-323)),
+            ("18446744073709551615", json!(u64::MAX)),
+            ("-9223372036854775808", json!(i64::MIN)),
+            ("1.7976931348623157e308", json!(f64::MAX)),
+        ] {
+            let v = parse(format!("[{text}]").as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
+            // Compared as written, so -0.0 and 0.0 differ.
+            assert_eq!(v[0].to_string(), read.to_string(), "{text}");
+        }
+        for text in ["1e-400", "36.20210000000000000001", "-1e-330", "1e400", "18446744073709551616", "0.1e99999999999999999999", "9007199254740993.0"] {
+            let Err(JsonError::Inexact { field, message }) = parse(format!(r#"{{"a":[{text}]}}"#).as_bytes()) else {
+                panic!("{text} accepted")
+            };
+            assert_eq!(field, "a[0]");
+            assert!(message.starts_with(text), "{message}");
         }
     }
 
