@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{verify_chain, Expectation, VerifyReport};
 use crate::domain::limits::MAX_BODY_BYTES;
-use crate::domain::StoredEvent;
 use crate::ledger::{Appended, Ledger};
 use crate::startup::{Application, Settings};
 use crate::store::Store;
@@ -304,8 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut out = BufWriter::new(out.lock());
             let upto = store.head().seq;
             for item in store.scan(1).take(upto as usize) {
-                let event = item?;
-                serde_json::to_writer(&mut out, &event)?;
+                out.write_all(Ledger::export_line(&item?).as_bytes())?;
                 out.write_all(b"\n")?;
             }
             out.flush()?;
@@ -324,10 +322,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty()))
                 .map(|line| {
                     let line = line.map_err(|e| e.to_string())?;
-                    crate::domain::json::parse(line.as_bytes())
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| serde_json::from_value::<StoredEvent>(v).map_err(|e| e.to_string()))
-                        .map_err(|e| format!("not a stored event: {e}"))
+                    Ledger::import_line(&line)
                 });
             let n = Ledger::import(&data_dir, events)?;
             eprintln!("imported {n} events into {}", data_dir.display());

@@ -377,7 +377,7 @@ impl EventData {
         errors
     }
 
-    /// The data as stored: posted members only, in a fixed order.
+    /// The data as stored and served: posted members only, in a fixed order.
     pub fn to_value(&self) -> Value {
         let v = match self {
             EventData::LocationRegistered(d) => serde_json::to_value(d),
@@ -392,7 +392,9 @@ impl EventData {
             EventData::Report(d) => serde_json::to_value(d),
             EventData::EventRetracted(d) => serde_json::to_value(d),
         };
-        v.expect("plain data structs always serialize")
+        let mut v = v.expect("plain data structs always serialize");
+        super::json::as_read_back(&mut v);
+        v
     }
 
     /// Every actor this event's data names, with the field that names it.
@@ -479,7 +481,9 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if t.nanosecond() >= 1_000_000_000 {
         return Err("must not be a leap second (:60): the log keeps times without them".into());
     }
-    let fraction = s.split_once('.').map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+    let fraction = s
+        .split_once('.')
+        .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
     if fraction > MAX_FRACTION_DIGITS {
         return Err(format!(
             "must have at most {MAX_FRACTION_DIGITS} fractional digits (nanoseconds), not {fraction}"
@@ -511,7 +515,10 @@ impl NewEvent {
                 MAX = super::json::MAX_EXACT_INTEGER
             );
             return Err(Problem::Validation(
-                inexact.into_iter().map(|f| FieldError::new(f, message.clone())).collect(),
+                inexact
+                    .into_iter()
+                    .map(|f| FieldError::new(f, message.clone()))
+                    .collect(),
             ));
         }
         for key in obj.keys() {
@@ -718,38 +725,17 @@ impl NewEvent {
     }
 }
 
-/// An integral JSON number written as a float (5.0, 1e1) is that integer, as
-/// JSON Schema and RFC 8785 see it.
-fn integral(v: &mut Value) {
-    if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
-        if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) {
-            *v = Value::from(f as u64);
-        }
-    }
-}
-
 /// The envelope as the decoder reads it: an explicit `null` for an optional
-/// member is the same as leaving it out, and integral floats in integer members
-/// are integers.
+/// member is the same as leaving it out, and every number is the value its
+/// stored (RFC 8785) form reads back as: an integral float (5.0, 1e1) is that
+/// integer, as JSON Schema sees it too, and -0 is 0.
 fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
     let mut m: Map<String, Value> = obj
         .iter()
         .filter(|(k, v)| !(v.is_null() && matches!(k.as_str(), "id" | "occurred_at" | "source" | "expected_version")))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(v) = m.get_mut("expected_version") {
-        integral(v);
-    }
-    if let Some(v) = m.get_mut("source").and_then(|s| s.get_mut("credibility")) {
-        integral(v);
-    }
-    if let Some(d) = m.get_mut("data").and_then(Value::as_object_mut) {
-        for k in ["killed", "wounded"] {
-            if let Some(v) = d.get_mut(k) {
-                integral(v);
-            }
-        }
-    }
+    m.values_mut().for_each(super::json::as_read_back);
     m
 }
 
@@ -983,6 +969,19 @@ mod tests {
         let mut dev = examples()[3].clone();
         dev["occurred_at"] = Value::Null;
         assert!(NewEvent::from_json(&dev).is_err(), "a development still needs its time");
+        // As stored (RFC 8785) and read back: -0 is 0, and 36.0 is 36.
+        let mut at = examples()[0].clone();
+        at["data"]["lat"] = json!(-0.0);
+        at["data"]["lon"] = json!(36.0);
+        let data = NewEvent::from_json(&at).unwrap().data;
+        assert_eq!(data.to_value()["lat"].to_string(), "0");
+        assert_eq!(
+            format!("{data:?}"),
+            format!(
+                "{:?}",
+                EventData::parse(EventType::LocationRegistered, &data.to_value()).unwrap()
+            )
+        );
     }
 
     #[test]

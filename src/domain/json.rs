@@ -188,6 +188,29 @@ fn decimal(text: &str) -> Option<(bool, String, i64)> {
     Some((negative, significant.to_owned(), exponent))
 }
 
+/// Rewrite `value` as reading its RFC 8785 form back gives it, so an event
+/// held in memory serves as the stored one does: RFC 8785 writes an integral
+/// double below 10^21 (36.0, -0.0) as integer digits, which read back as an
+/// integer when they fit 64 bits.
+pub fn as_read_back(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < TWO_POW_63 {
+                *value = Value::from(f as i64);
+            } else if f.fract() == 0.0 && (0.0..2.0 * TWO_POW_63).contains(&f) {
+                *value = Value::from(f as u64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(as_read_back),
+        Value::Object(members) => members.values_mut().for_each(as_read_back),
+        Value::Number(_) | Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+/// 2^63: doubles below it in magnitude convert to i64 exactly.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// The paths (`data.killed`, `[2].wounded`) of the integers in `value` that
 /// lie beyond ±`MAX_EXACT_INTEGER`, each with `prefix` (a member name or "").
 pub fn inexact_integers(value: &Value, prefix: &str, out: &mut Vec<String>) {
@@ -209,7 +232,11 @@ pub fn inexact_integers(value: &Value, prefix: &str, out: &mut Vec<String>) {
         }
         Value::Object(members) => {
             for (k, v) in members {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 inexact_integers(v, &path, out);
             }
         }
@@ -235,9 +262,25 @@ mod tests {
             };
             assert!(m.starts_with(&format!("duplicate member '{member}'")), "{text}: {m}");
         }
-        assert_eq!(parse(br#"{"a":{"a":1},"b":[{"a":1},{"a":1}]}"#).unwrap()["b"][1]["a"], 1);
-        for bad in [&b"{"[..], b"[1,]", b"{\"a\":1} x", b"\"\\ud800\"", b"\xff", b"01", b"NaN", b""] {
-            assert!(matches!(parse(bad), Err(JsonError::Malformed(_))), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            parse(br#"{"a":{"a":1},"b":[{"a":1},{"a":1}]}"#).unwrap()["b"][1]["a"],
+            1
+        );
+        for bad in [
+            &b"{"[..],
+            b"[1,]",
+            b"{\"a\":1} x",
+            b"\"\\ud800\"",
+            b"\xff",
+            b"01",
+            b"NaN",
+            b"",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(JsonError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -260,12 +303,33 @@ mod tests {
             // Compared as written, so -0.0 and 0.0 differ.
             assert_eq!(v[0].to_string(), read.to_string(), "{text}");
         }
-        for text in ["1e-400", "36.20210000000000000001", "-1e-330", "1e400", "18446744073709551616", "0.1e99999999999999999999", "9007199254740993.0"] {
+        for text in [
+            "1e-400",
+            "36.20210000000000000001",
+            "-1e-330",
+            "1e400",
+            "18446744073709551616",
+            "0.1e99999999999999999999",
+            "9007199254740993.0",
+        ] {
             let Err(JsonError::Inexact { field, message }) = parse(format!(r#"{{"a":[{text}]}}"#).as_bytes()) else {
                 panic!("{text} accepted")
             };
             assert_eq!(field, "a[0]");
             assert!(message.starts_with(text), "{message}");
+        }
+    }
+
+    #[test]
+    fn values_read_back_as_their_canonical_form_reads() {
+        for v in [
+            json!({"a": [36.0, -0.0, 0.5, 1e20, 1e21, -1e18, 1.8446744073709552e19, 5, "x"]}),
+            json!(-2.5e-7),
+        ] {
+            let mut mine = v.clone();
+            as_read_back(&mut mine);
+            let back: Value = serde_json::from_slice(&super::super::jcs::to_vec(&v)).unwrap();
+            assert_eq!(mine.to_string(), back.to_string());
         }
     }
 
