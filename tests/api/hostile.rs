@@ -28,7 +28,11 @@ fn seeds() -> Vec<Value> {
 }
 
 fn junk(rng: &mut StdRng) -> Value {
-    match rng.random_range(0..9) {
+    match rng.random_range(0..14) {
+        9 => json!([u64::MAX, 9_007_199_254_740_993u64, 9_007_199_254_740_991u64][rng.random_range(0..3)]),
+        10 => json!(["\u{200b}", "\u{feff}", " \u{2060}\u{200d} ", "\u{e0001}"][rng.random_range(0..4)]),
+        11 => json!(["2024-11-30T10:00:60Z", "2024-11-30T10:00:00.1234567891Z"][rng.random_range(0..2)]),
+        12 => json!(rng.random_range(0..10u64)),
         0 => Value::Null,
         1 => json!(rng.random::<bool>()),
         2 => json!(rng.random::<i64>()),
@@ -45,7 +49,7 @@ fn junk(rng: &mut StdRng) -> Value {
 fn body(rng: &mut StdRng, seeds: &[Value]) -> (String, Vec<u8>) {
     let mut v = seeds[rng.random_range(0..seeds.len())].clone();
     let json_ct = "application/json".to_owned();
-    match rng.random_range(0..12) {
+    match rng.random_range(0..14) {
         // Replace or add a member with junk.
         0..=2 => {
             let keys = [
@@ -125,6 +129,50 @@ fn body(rng: &mut StdRng, seeds: &[Value]) -> (String, Vec<u8>) {
             let utf16: Vec<u8> = v.to_string().encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
             (json_ct, utf16)
         }
+        // A member given twice (readers differ on which counts), at any depth.
+        11 => {
+            let text = v.to_string();
+            let opens: Vec<usize> = text.match_indices('{').map(|(i, _)| i).collect();
+            if opens.is_empty() {
+                return (json_ct, text.into_bytes());
+            }
+            let at = opens[rng.random_range(0..opens.len())] + 1;
+            let member = [
+                "\"type\":\"report\",",
+                "\"data\":{},",
+                "\"name\":\"x\",",
+                "\"killed\":1,",
+                "\"id\":null,",
+            ][rng.random_range(0..5)];
+            (json_ct, format!("{}{member}{}", &text[..at], &text[at..]).into_bytes())
+        }
+        // Numbers spelt so a double cannot hold them, or that other readers read differently.
+        12 => {
+            let spelling = [
+                "1e-400",
+                "-0.0",
+                "1e400",
+                "18446744073709551616",
+                "36.20210000000000000001",
+                "9007199254740993",
+                "5.0",
+                "-0",
+            ][rng.random_range(0..8)];
+            let text = v.to_string();
+            let digits: Vec<usize> = text
+                .match_indices(|c: char| c.is_ascii_digit())
+                .map(|(i, _)| i)
+                .collect();
+            let text = match text.find("\"data\":{").filter(|_| rng.random()) {
+                Some(i) => format!("{}\"data\":{{\"killed\":{spelling},{}", &text[..i], &text[i + 8..]),
+                None if !digits.is_empty() => {
+                    let i = digits[rng.random_range(0..digits.len())];
+                    format!("{}{spelling}{}", &text[..i], &text[i + 1..])
+                }
+                None => text,
+            };
+            (json_ct, text.into_bytes())
+        }
         // Wrong top-level types.
         _ => (
             json_ct,
@@ -199,6 +247,18 @@ async fn thousands_of_hostile_requests_get_answers_no_5xx_and_no_stray_writes() 
     );
     assert_eq!(app.ok("/v1/audit/verify").await["ok"], true);
     assert_eq!(app.ok("/healthz").await["status"], "ok");
+
+    // Whatever was accepted, the log still exports and imports (its backup works).
+    let dir = app.data_dir().to_owned();
+    let tmp = app.stop().await;
+    let export = crate::process::sitrep_output(&["export", "--data-dir", dir.to_str().unwrap()]);
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let file = tmp.path().join("export.ndjson");
+    std::fs::write(&file, &export.stdout).unwrap();
+    let target = tmp.path().join("restored");
+    let import =
+        crate::process::sitrep_output(&["import", "--data-dir", target.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
 }
 
 /// Raw sockets: lying Content-Length, garbage request lines, huge and many headers.
