@@ -161,5 +161,8 @@ async fn import_refuses_a_line_with_a_duplicate_member() {
     let import = sitrep(&["import", "--data-dir", target.to_str().unwrap(), file.to_str().unwrap()]);
     assert!(!import.status.success(), "imported a line two readers read differently");
     let stderr = text(&import.stderr);
-    assert!(stderr.contains("line 5") && stderr.contains("duplicate member 'data.name'"), "{stderr}");
+    assert!(
+        stderr.contains("line 5") && stderr.contains("duplicate member 'data.name'"),
+        "{stderr}"
+    );
 }
