@@ -18,7 +18,14 @@ fn spelt(x: f64, how: u8) -> String {
         1 => format!("{x:?}"),
         2 => format!("{x:e}"),
         3 => format!("{x:.3}"),
-        _ => format!("{x}0"),
+        _ => {
+            let plain = format!("{x}");
+            if plain.contains('.') {
+                plain + "0"
+            } else {
+                plain + ".0"
+            }
+        }
     }
 }
 

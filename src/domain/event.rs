@@ -264,8 +264,22 @@ fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, FieldErr
     })
 }
 
-fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize) {
-    if super::validation::is_blank(text) {
+/// Which rules an envelope is read by: a posted one by all of them; a stored
+/// one by those in force when earlier releases wrote it, so that their logs
+/// still read, verify and import (they stored text of only invisible
+/// characters, leap seconds and integers up to 2^53).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    Posted,
+    Stored,
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize, reading: Reading) {
+    let empty = match reading {
+        Reading::Posted => super::validation::is_blank(text),
+        Reading::Stored => text.trim().is_empty(),
+    };
+    if empty {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if text.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be at most {max} characters")));
@@ -273,8 +287,12 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize)
 }
 
 impl EventData {
-    /// Parse and check `data` for an event of type `ty`.
+    /// Parse and check posted `data` for an event of type `ty`.
     pub fn parse(ty: EventType, value: &Value) -> Result<EventData, Vec<FieldError>> {
+        EventData::read(ty, value, Reading::Posted)
+    }
+
+    fn read(ty: EventType, value: &Value, reading: Reading) -> Result<EventData, Vec<FieldError>> {
         let f = "data";
         let one = |e: FieldError| vec![e];
         let data = match ty {
@@ -292,7 +310,7 @@ impl EventData {
             EventType::Report => EventData::Report(typed(value, f).map_err(one)?),
             EventType::EventRetracted => EventData::EventRetracted(typed(value, f).map_err(one)?),
         };
-        let errors = data.check();
+        let errors = data.check(reading);
         if errors.is_empty() {
             Ok(data)
         } else {
@@ -301,7 +319,9 @@ impl EventData {
     }
 
     /// Checks that need no state: lengths, ranges, distinctness.
-    fn check(&self) -> Vec<FieldError> {
+    fn check(&self, reading: Reading) -> Vec<FieldError> {
+        let check_text =
+            |errors: &mut Vec<FieldError>, field: &str, text: &str, max| check_text(errors, field, text, max, reading);
         let mut errors = Vec::new();
         match self {
             EventData::LocationRegistered(d) => {
@@ -474,11 +494,15 @@ const MAX_FRACTION_DIGITS: usize = 9;
 /// Parse an RFC 3339 timestamp (any offset) to UTC. Refuses what could only be
 /// kept as another time: a leap second (:60) and digits beyond nanoseconds.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    read_time(s, Reading::Posted)
+}
+
+fn read_time(s: &str, reading: Reading) -> Result<DateTime<Utc>, String> {
     use chrono::{Datelike, Timelike};
     let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))?;
-    if t.nanosecond() >= 1_000_000_000 {
+    if t.nanosecond() >= 1_000_000_000 && reading == Reading::Posted {
         return Err("must not be a leap second (:60): the log keeps times without them".into());
     }
     let fraction = s
@@ -499,6 +523,10 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 impl NewEvent {
     /// Parse one posted envelope. Collects every envelope-level error it can find.
     pub fn from_json(value: &Value) -> Result<NewEvent, Problem> {
+        NewEvent::read(value, Reading::Posted)
+    }
+
+    fn read(value: &Value, reading: Reading) -> Result<NewEvent, Problem> {
         let Some(obj) = value.as_object() else {
             return Err(Problem::invalid("", "an event must be a JSON object"));
         };
@@ -509,7 +537,7 @@ impl NewEvent {
         for (k, v) in obj {
             super::json::inexact_integers(v, k, &mut inexact);
         }
-        if !inexact.is_empty() {
+        if !inexact.is_empty() && reading == Reading::Posted {
             let message = format!(
                 "must be an integer from -{MAX} to {MAX}: larger ones are not read exactly by every JSON parser",
                 MAX = super::json::MAX_EXACT_INTEGER
@@ -581,7 +609,7 @@ impl NewEvent {
 
         let occurred_at = match obj.get("occurred_at") {
             None => None,
-            Some(Value::String(s)) => match parse_time(s) {
+            Some(Value::String(s)) => match read_time(s, reading) {
                 Ok(t) => Some(t),
                 Err(m) => {
                     errors.push(FieldError::new("occurred_at", m));
@@ -598,7 +626,7 @@ impl NewEvent {
             None => None,
             Some(v) => match typed::<Source>(v, "source") {
                 Ok(s) => {
-                    errors.extend(check_source(&s));
+                    errors.extend(check_source(&s, reading));
                     Some(s)
                 }
                 Err(e) => {
@@ -632,7 +660,7 @@ impl NewEvent {
                 None
             }
             (None, Some(_)) => None,
-            (Some(t), Some(v)) => match EventData::parse(t, v) {
+            (Some(t), Some(v)) => match EventData::read(t, v, reading) {
                 Ok(d) => Some(d),
                 Err(es) => {
                     errors.extend(es);
@@ -739,9 +767,9 @@ fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
     m
 }
 
-fn check_source(s: &Source) -> Vec<FieldError> {
+fn check_source(s: &Source, reading: Reading) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS);
+    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS, reading);
     if let Some(url) = &s.url {
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().count() > MAX_URL_CHARS {
             errors.push(FieldError::new(
@@ -794,7 +822,7 @@ impl StoredEvent {
 
     /// Re-read the stored event as the posted envelope it came from, re-running
     /// every shape check. Used when rebuilding and importing, so a stored event
-    /// is held to the same rules as a posted one.
+    /// is held to the rules it was posted under (see `Reading`).
     pub fn to_new_event(&self) -> Result<NewEvent, Problem> {
         let mut m = Map::new();
         m.insert("id".into(), Value::String(self.id.to_string()));
@@ -812,7 +840,7 @@ impl StoredEvent {
             m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
         }
         m.insert("data".into(), self.data.clone());
-        NewEvent::from_json(&Value::Object(m))
+        NewEvent::read(&Value::Object(m), Reading::Stored)
     }
 
     /// Does this event name `actor`: its registration, or any data member that
@@ -1020,5 +1048,25 @@ mod tests {
         let stored: StoredEvent = serde_json::from_value(Value::Object(stored)).unwrap();
         let again = stored.to_new_event().unwrap();
         assert_eq!(again.posted_members(Uuid::nil()), posted);
+    }
+
+    #[test]
+    fn a_log_kept_by_an_earlier_release_still_reads() {
+        // What earlier releases accepted and stored, and posts now refuse.
+        let stored = json!({"seq": 9, "id": Uuid::nil(), "type": "casualties_reported", "location": "aleppo",
+            "occurred_at": "2024-11-30T10:00:60Z", "recorded_at": "2024-12-01T00:00:00.000000Z", "recorded_by": "x",
+            "source": {"name": "\u{200b}", "kind": "witness"}, "data": {"killed": 9_007_199_254_740_992u64},
+            "version": 3, "prev_hash": "0".repeat(64), "hash": "0".repeat(64)});
+        let stored: StoredEvent = serde_json::from_value(stored).unwrap();
+        let again = stored
+            .to_new_event()
+            .unwrap_or_else(|p| panic!("{:?}", p.field_errors()));
+        let mut posted = Value::Object(again.posted_members(Uuid::nil()));
+        assert_eq!(posted["occurred_at"], "2024-11-30T10:00:60Z");
+        posted["id"] = Value::Null;
+        let Err(Problem::Validation(errors)) = NewEvent::from_json(&posted) else {
+            panic!("posted anew, it is refused")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }
