@@ -162,6 +162,22 @@ fn served(ledger: &Ledger) -> Vec<String> {
         .collect()
 }
 
+/// Open a store just written by another handle. sled releases its file lock
+/// once its background writes finish, a moment after the last handle drops.
+fn reopen(dir: &std::path::Path) -> Ledger {
+    const TRIES: usize = 500;
+    for _ in 0..TRIES {
+        match Ledger::open(dir) {
+            Ok(ledger) => return ledger,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("the imported store does not open: {e}"),
+        }
+    }
+    panic!("the imported store stayed locked")
+}
+
 fn life_of_a_log(bodies: &[String]) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().expect("temp dir");
     let ledger = Ledger::open(&tmp.path().join("a")).expect("store opens");
@@ -222,7 +238,7 @@ fn life_of_a_log(bodies: &[String]) -> Result<(), TestCaseError> {
     let target = tmp.path().join("b");
     let imported = Ledger::import(&target, lines.iter().map(|l| Ledger::import_line(l)));
     prop_assert!(imported.is_ok(), "import: {imported:?}");
-    let restored = Ledger::open(&target).expect("imported store opens");
+    let restored = reopen(&target);
     prop_assert_eq!(served(&restored), before);
     let report = verify_store(restored.store(), lines.len() as u64).expect("store reads");
     prop_assert!(report.is_ok(), "{report:?}");

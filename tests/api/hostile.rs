@@ -24,6 +24,14 @@ fn seeds() -> Vec<Value> {
         dev("report", "aleppo", "2024-12-01T00:00:00Z", json!({"summary": "s"})),
         actor("x-y")
     ]));
+    // Numbers and free text that the scenario lacks.
+    v.push(dev(
+        "casualties_reported",
+        "aleppo",
+        "2024-12-01T00:00:00Z",
+        json!({"killed": 3, "wounded": 5}),
+    ));
+    v.push(location("hostile-town", None));
     v
 }
 
@@ -47,7 +55,12 @@ fn junk(rng: &mut StdRng) -> Value {
 
 /// One hostile body: (content-type, bytes).
 fn body(rng: &mut StdRng, seeds: &[Value]) -> (String, Vec<u8>) {
-    let mut v = seeds[rng.random_range(0..seeds.len())].clone();
+    // A quarter of the bodies start from the one seed with numbers in its data.
+    let mut v = if rng.random_range(0..4) == 0 {
+        seeds[seeds.len() - 2].clone()
+    } else {
+        seeds[rng.random_range(0..seeds.len())].clone()
+    };
     let json_ct = "application/json".to_owned();
     match rng.random_range(0..14) {
         // Replace or add a member with junk.
@@ -152,19 +165,25 @@ fn body(rng: &mut StdRng, seeds: &[Value]) -> (String, Vec<u8>) {
                 "1e-400",
                 "-0.0",
                 "1e400",
+                "18446744073709551615",
                 "18446744073709551616",
                 "36.20210000000000000001",
                 "9007199254740993",
+                "9007199254740992",
                 "5.0",
                 "-0",
-            ][rng.random_range(0..8)];
+            ][rng.random_range(0..10)];
             let text = v.to_string();
             let digits: Vec<usize> = text
                 .match_indices(|c: char| c.is_ascii_digit())
                 .map(|(i, _)| i)
                 .collect();
-            let text = match text.find("\"data\":{").filter(|_| rng.random()) {
-                Some(i) => format!("{}\"data\":{{\"killed\":{spelling},{}", &text[..i], &text[i + 8..]),
+            let text = match text.find("\"killed\":").filter(|_| rng.random()) {
+                Some(i) => {
+                    let start = i + "\"killed\":".len();
+                    let end = start + text[start..].find([',', '}']).unwrap_or(0);
+                    format!("{}{spelling}{}", &text[..start], &text[end..])
+                }
                 None if !digits.is_empty() => {
                     let i = digits[rng.random_range(0..digits.len())];
                     format!("{}{spelling}{}", &text[..i], &text[i + 1..])
