@@ -149,12 +149,12 @@ impl Application {
             body_limit: settings.body_limit,
             auth: auth.clone(),
             limiter,
+            refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(middleware::from_fn(api::guard::guard))
                 .wrap(middleware::from_fn(api::request_id))
                 .configure(api::configure)
         })

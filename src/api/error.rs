@@ -26,8 +26,11 @@ const CODES: &[(&str, u16, &str)] = &[
     ("forbidden", 403, "Forbidden"),
     ("rate_limited", 429, "Too many requests"),
     ("method_not_allowed", 405, "Method not allowed"),
+    ("request_timeout", 408, "Request timeout"),
     ("payload_too_large", 413, "Payload too large"),
+    ("uri_too_long", 414, "URI too long"),
     ("unsupported_media_type", 415, "Unsupported media type"),
+    ("not_implemented", 501, "Not implemented"),
     ("unavailable", 503, "Service unavailable"),
 ];
 
