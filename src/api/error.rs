@@ -103,9 +103,12 @@ impl ResponseError for ApiError {
         for (k, v) in &self.extra {
             problem.set_value(*k, v);
         }
-        HttpResponse::build(status)
-            .content_type("application/problem+json")
-            .body(problem.json_bytes())
+        let mut res = HttpResponse::build(status);
+        if self.code == "request_timeout" {
+            // The rest of the body is never read: the connection cannot carry another request.
+            res.force_close();
+        }
+        res.content_type("application/problem+json").body(problem.json_bytes())
     }
 }
 

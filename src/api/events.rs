@@ -32,8 +32,16 @@ fn is_json(req: &HttpRequest) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Read the body, refusing it as soon as it passes the limit.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Read the body, refusing it as soon as it passes the limit, or when it has
+/// not all arrived by the deadline (a trickled body would hold its connection
+/// and buffers for as long as the client likes).
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let too_large = || {
         ApiError::new(
             "payload_too_large",
@@ -51,7 +59,15 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
         }
     }
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    while let Some(chunk) = tokio::time::timeout_at(deadline, payload.next()).await.map_err(|_| {
+        ApiError::new(
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s; nothing was written",
+                timeout.as_secs_f64()
+            ),
+        )
+    })? {
         let chunk =
             chunk.map_err(|e| ApiError::new("malformed_json", format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
@@ -110,7 +126,7 @@ pub async fn append(
         .get::<Principal>()
         .map(|p| p.name.clone())
         .expect("the guard names every principal");
-    let body = read_body(&req, payload, state.body_limit).await?;
+    let body = read_body(&req, payload, state.body_limit, state.body_timeout).await?;
     let started = std::time::Instant::now();
     let outcome = match parse_events(&body) {
         Ok((events, batch)) => state

@@ -29,6 +29,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Time a client has to send a request body.
+    pub body_timeout: std::time::Duration,
     /// The tokens, or `None` when the server runs open (loopback only).
     pub auth: guard::Auth,
     /// Per-principal rate limit, when configured.

@@ -237,6 +237,7 @@ async fn a_slow_body_is_cut_off_with_408_and_nothing_is_written() {
     let tmp = Arc::new(tempfile::tempdir().unwrap());
     let app = spawn_with(tmp, |s| {
         s.demo = true;
+        s.body_timeout = Duration::from_secs(1);
     })
     .await;
     let head =

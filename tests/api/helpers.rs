@@ -247,6 +247,8 @@ impl RawAnswer {
 
 /// The longest a raw exchange waits for its answer.
 pub const RAW_WAIT: Duration = Duration::from_secs(15);
+/// The longest a raw exchange waits, after the answer, for the server to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(8);
 
 /// Send `bytes` on a fresh connection to `address` (`http://host:port`), then
 /// send `trickle` one byte at a time, `gap` apart, until the server answers;
@@ -288,8 +290,9 @@ pub async fn raw_exchange(address: &str, bytes: Vec<u8>, trickle: Vec<u8>, gap: 
                     })
                     .unwrap_or(0);
                 if out.len() >= split + 4 + len {
-                    // Whether the server closes: one more short read.
-                    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                    // Whether the server closes: one more read, waiting out the
+                    // server's disconnect timeout.
+                    s.set_read_timeout(Some(CLOSE_WAIT)).unwrap();
                     closed = closed
                         || match s.read(&mut buf) {
                             Ok(n) => n == 0,
