@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::web;
 use anyhow::{bail, Context};
 use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
@@ -159,23 +159,7 @@ impl Application {
             refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(middleware::from_fn(api::request_id))
-                .configure(api::configure)
-        })
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(KEEP_ALIVE)
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        .disable_signals()
-        .listen(listener)?;
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server.run();
+        let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");
         Ok(Application {
             server,

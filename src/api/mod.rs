@@ -5,6 +5,7 @@
 
 mod actors;
 mod audit;
+mod edge;
 pub mod error;
 mod events;
 pub mod guard;
@@ -22,6 +23,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::ledger::Ledger;
+pub use edge::serve;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -44,6 +46,9 @@ pub struct AppState {
 pub const REQUEST_ID: &str = "x-request-id";
 /// Longest incoming `x-request-id` that is kept; longer ones are replaced.
 const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Longest request URI (path and query) answered; longer is `414 uri_too_long`.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// The methods the server knows (RFC 9110 and PATCH). Any other is refused
 /// before routing, and counts in the metrics as `other`: a label value never
@@ -160,15 +165,20 @@ pub async fn request_id(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let started = std::time::Instant::now();
-    let mut res = match method_label(req.method()) {
+    let refusal = match method_label(req.method()) {
+        None => Some(ApiError::new(
+            "not_implemented",
+            "the request method is not one this server implements",
+        )),
+        Some(_) if req.uri().to_string().len() > MAX_URI_BYTES => Some(ApiError::new(
+            "uri_too_long",
+            format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+        )),
+        Some(_) => None,
+    };
+    let mut res = match refusal {
+        Some(refusal) => req.into_response(refusal.error_response()).map_into_right_body(),
         None => {
-            let refusal = ApiError::new(
-                "not_implemented",
-                "the request method is not one this server implements",
-            );
-            req.into_response(refusal.error_response()).map_into_right_body()
-        }
-        Some(_) => {
             // Instrumented, not entered: a span entered across an await stays current
             // on the worker thread while the request waits, so the next request's span
             // became its child, and the chain grew until closing it overflowed the stack.
