@@ -32,7 +32,6 @@ const CODES: &[(&str, u16, &str)] = &[
     ("uri_too_long", 414, "URI too long"),
     ("unsupported_media_type", 415, "Unsupported media type"),
     ("header_too_large", 431, "Request header fields too large"),
-    ("not_implemented", 501, "Not implemented"),
     ("unavailable", 503, "Service unavailable"),
 ];
 

@@ -111,6 +111,14 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if super::method_label(req.method()).is_none() {
+        // A made-up method gets no further, token or not: 405 on a route, 404 elsewhere.
+        let res = match req.match_pattern() {
+            Some(_) => super::not_allowed(req.request()),
+            None => ApiError::not_found(format!("no route for {}", req.path())).error_response(),
+        };
+        return Ok(req.into_response(res).map_into_right_body());
+    }
     let Some(need) = need(&req) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };

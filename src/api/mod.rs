@@ -51,13 +51,13 @@ const MAX_REQUEST_ID_CHARS: usize = 128;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// The methods the server knows (RFC 9110 and PATCH). Any other is refused
-/// before routing, and counts in the metrics as `other`: a label value never
-/// comes from the client.
+/// before authentication, and counts in the metrics as `other`: a label value
+/// never comes from the client.
 const KNOWN_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-/// The metrics label of a method: itself when known, else `other`.
+/// A known method's name: its metrics label (`other` stands for the rest).
 fn method_label(method: &actix_web::http::Method) -> Option<&'static str> {
     KNOWN_METHODS.iter().copied().find(|m| *m == method.as_str())
 }
@@ -135,14 +135,22 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    not_allowed(&req)
+}
+
+/// `405` with the `Allow` of the matched route. An unknown method is not
+/// echoed: it may be tens of kilobytes.
+fn not_allowed(req: &HttpRequest) -> HttpResponse {
+    let pattern = req.match_pattern();
     let allowed: Vec<&str> = ROUTES
         .iter()
-        .filter(|(_, p)| req.match_pattern().as_deref() == Some(*p))
+        .filter(|(_, p)| pattern.as_deref() == Some(*p))
         .map(|(m, _)| *m)
         .collect();
+    let method = method_label(req.method()).unwrap_or("this method");
     let mut res = actix_web::ResponseError::error_response(&ApiError::new(
         "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
+        format!("{method} is not allowed on {}", req.path()),
     ));
     if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
         res.headers_mut().insert(actix_web::http::header::ALLOW, v);
@@ -151,8 +159,8 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 }
 
 /// Give every response an `x-request-id`: the caller's, when it sent a sane one.
-/// Count every answer under labels from a closed set. Refuse a method the
-/// server does not know before anything else looks at the request.
+/// Count every answer under labels from a closed set. Refuse an overlong URI
+/// before anything else looks at the request.
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -165,28 +173,22 @@ pub async fn request_id(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let started = std::time::Instant::now();
-    let refusal = match method_label(req.method()) {
-        None => Some(ApiError::new(
-            "not_implemented",
-            "the request method is not one this server implements",
-        )),
-        Some(_) if req.uri().to_string().len() > MAX_URI_BYTES => Some(ApiError::new(
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let mut res = if uri_bytes > MAX_URI_BYTES {
+        let refusal = ApiError::new(
             "uri_too_long",
             format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
-        )),
-        Some(_) => None,
-    };
-    let mut res = match refusal {
-        Some(refusal) => req.into_response(refusal.error_response()).map_into_right_body(),
-        None => {
-            // Instrumented, not entered: a span entered across an await stays current
-            // on the worker thread while the request waits, so the next request's span
-            // became its child, and the chain grew until closing it overflowed the stack.
-            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-            tracing::Instrument::instrument(next.call(req), span)
-                .await?
-                .map_into_left_body()
-        }
+        );
+        req.into_response(refusal.error_response()).map_into_right_body()
+    } else {
+        // Instrumented, not entered: a span entered across an await stays current
+        // on the worker thread while the request waits, so the next request's span
+        // became its child, and the chain grew until closing it overflowed the stack.
+        let method = method_label(req.method()).unwrap_or("other");
+        let span = tracing::info_span!("request", request_id = %id, method, path = %req.path());
+        tracing::Instrument::instrument(next.call(req), span)
+            .await?
+            .map_into_left_body()
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = method_label(res.request().method()).unwrap_or("other");

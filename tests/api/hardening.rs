@@ -85,7 +85,7 @@ async fn made_up_methods_are_refused_early_and_never_become_metric_labels() {
             .send()
             .await
             .unwrap();
-        assert_problem(res, 501, "not_implemented").await;
+        assert_problem(res, 405, "method_not_allowed").await;
     }
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(!text.contains("XXXXXXXX"), "a made-up method reached /metrics");
