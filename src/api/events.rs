@@ -32,16 +32,22 @@ fn is_json(req: &HttpRequest) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// The slowest pace at which a body keeps earning time: every this many bytes
+/// received move its deadline a second later, so a large body on a slow but
+/// steady link arrives, while a trickle is cut off at the deadline.
+const MIN_BODY_BYTES_PER_SECOND: usize = 16 * 1024;
+
 /// Read the body, refusing it as soon as it passes the limit, or when it has
-/// not all arrived by the deadline (a trickled body would hold its connection
-/// and buffers for as long as the client likes).
+/// not all arrived by its deadline: `timeout` after the head, plus a second
+/// for every [`MIN_BODY_BYTES_PER_SECOND`] received. A trickled body would
+/// otherwise hold its connection and buffers for as long as the client likes.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = tokio::time::Instant::now();
     let too_large = || {
         ApiError::new(
             "payload_too_large",
@@ -59,15 +65,21 @@ async fn read_body(
         }
     }
     let mut body = Vec::new();
-    while let Some(chunk) = tokio::time::timeout_at(deadline, payload.next()).await.map_err(|_| {
-        ApiError::new(
-            "request_timeout",
-            format!(
-                "the request body did not arrive within {} s; nothing was written",
-                timeout.as_secs_f64()
-            ),
-        )
-    })? {
+    loop {
+        let earned = std::time::Duration::from_secs((body.len() / MIN_BODY_BYTES_PER_SECOND) as u64);
+        let next = tokio::time::timeout_at(started + timeout + earned, payload.next()).await;
+        let Some(chunk) = next.map_err(|_| {
+            ApiError::new(
+                "request_timeout",
+                format!(
+                    "the request body did not arrive in time ({} s, plus 1 s for every {MIN_BODY_BYTES_PER_SECOND} bytes received); nothing was written",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?
+        else {
+            break;
+        };
         let chunk =
             chunk.map_err(|e| ApiError::new("malformed_json", format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {

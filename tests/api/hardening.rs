@@ -263,6 +263,42 @@ async fn a_slow_body_is_cut_off_with_408_and_nothing_is_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_body_slower_than_the_deadline_still_arrives() {
+    use std::io::{Read, Write};
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_with(tmp, |s| {
+        s.demo = true;
+        s.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // 160 KiB at about 80 KiB/s, five times the minimum pace: twice the deadline.
+    let event = dev("report", "aleppo", "2024-12-01T00:00:00Z", json!({"summary": "steady"})).to_string();
+    let mut body = event.into_bytes();
+    body.resize(160 * 1024, b' ');
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(RAW_WAIT)).unwrap();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        for chunk in body.chunks(8 * 1024) {
+            s.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(app.ok("/v1/audit/head").await["seq"], 33);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overlong_uri_gets_414_problem_json() {
     let app = spawn_demo_app().await;
     for len in [9 * 1024, 63 * 1024, 70 * 1024, 100 * 1024, 200 * 1024] {
