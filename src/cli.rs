@@ -26,7 +26,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, workers, rate_limit, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, log_format).
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -49,6 +49,10 @@ pub enum Command {
         /// Largest request body in bytes.
         #[arg(long, env = "SITREP_BODY_LIMIT", default_value_t = MAX_BODY_BYTES)]
         body_limit: usize,
+        /// Seconds a client has to send a request body once its head has arrived (`408` after).
+        #[arg(long, env = "SITREP_BODY_TIMEOUT", default_value_t = crate::startup::DEFAULT_BODY_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
         /// HTTP worker threads (0: one per core).
         #[arg(long, env = "SITREP_WORKERS", default_value_t = 0)]
         workers: usize,
@@ -179,6 +183,7 @@ const CONFIG_KEYS: &[&str] = &[
     "tokens",
     "demo",
     "body_limit",
+    "body_timeout",
     "workers",
     "rate_limit",
     "log_format",
@@ -254,12 +259,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             listen,
             demo,
             body_limit,
+            body_timeout,
             workers,
             tokens,
             rate_limit,
         } => {
             let settings = Settings {
                 body_limit,
+                body_timeout: std::time::Duration::from_secs(body_timeout),
                 demo,
                 workers,
                 tokens,

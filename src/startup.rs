@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::web;
 use anyhow::{bail, Context};
 use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
@@ -21,6 +21,9 @@ use crate::ledger::{Appended, Ledger};
 
 /// Time a client has to send its request head.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send a request body, once its head has arrived
+/// (`--body-timeout`): a body trickled slower is refused with `408`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle time before a keep-alive connection is closed.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 /// Time a client has to acknowledge a connection shutdown.
@@ -38,6 +41,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: String,
     pub body_limit: usize,
+    /// Time a client has to send a request body.
+    pub body_timeout: Duration,
     pub demo: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
@@ -53,6 +58,7 @@ impl Settings {
             data_dir,
             listen: listen.into(),
             body_limit: MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             demo: false,
             workers: 0,
             tokens: None,
@@ -147,28 +153,13 @@ impl Application {
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
+            body_timeout: settings.body_timeout,
             auth: auth.clone(),
             limiter,
+            refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(middleware::from_fn(api::guard::guard))
-                .wrap(middleware::from_fn(api::request_id))
-                .configure(api::configure)
-        })
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(KEEP_ALIVE)
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        .disable_signals()
-        .listen(listener)?;
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server.run();
+        let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");
         Ok(Application {
             server,

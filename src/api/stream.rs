@@ -63,7 +63,7 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid_parameter("Last-Event-ID", "must be a seq (a non-negative integer)"))?;
+            .ok_or_else(|| ApiError::invalid_header("Last-Event-ID", "must be a seq (a non-negative integer)"))?;
     }
     let filter = Filter {
         event_type: q.parsed::<EventType>("type")?,

@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on port 0, a real sled directory in a temp
 //! dir, real HTTP. One test binary for all of them.
 
+mod hardening;
 mod helpers;
 mod hostile;
 
