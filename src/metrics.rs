@@ -116,4 +116,24 @@ pub fn init() {
     LazyLock::force(&SSE_SUBSCRIBERS);
     LazyLock::force(&HTTP_RESPONSES);
     LazyLock::force(&HTTP_SECONDS);
+    LazyLock::force(&VERIFY_STARTED);
+    LazyLock::force(&VERIFY_CANCELLED);
 }
+
+/// Verifications of the whole log started by `GET /v1/audit/verify`.
+pub static VERIFY_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_audit_verify_started_total",
+        "Verifications of the whole log started (GET /v1/audit/verify)"
+    )
+    .expect("metric")
+});
+
+/// Verifications stopped because every caller waiting for them left.
+pub static VERIFY_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_audit_verify_cancelled_total",
+        "Verifications stopped because no caller waited for them any more"
+    )
+    .expect("metric")
+});

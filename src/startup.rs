@@ -150,6 +150,7 @@ impl Application {
             auth: auth.clone(),
             limiter,
             shutdown: shutdown_rx,
+            verifier: Arc::default(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -161,6 +162,9 @@ impl Application {
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .keep_alive(KEEP_ALIVE)
+        // A client that closes its side is gone: its request is dropped then,
+        // so a verification or a live feed stops working for nobody.
+        .h1_allow_half_closed(false)
         .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
         .disable_signals()

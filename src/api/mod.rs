@@ -35,6 +35,8 @@ pub struct AppState {
     pub limiter: Option<Arc<guard::Limiter>>,
     /// Turns true when the server starts shutting down: live feeds end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The one verification of the log that runs at a time, and its last answer.
+    pub verifier: Arc<crate::audit::Verifier>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
