@@ -31,6 +31,8 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-principal rate limit (requests per second, and burst) when tokens are on.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 200;
+/// Default number of live-feed subscribers served at once.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
 /// Everything `serve` needs, passed explicitly.
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ pub struct Settings {
     pub tokens: Option<PathBuf>,
     /// Requests per second per principal (0: no limit). Applies with tokens.
     pub rate_per_second: u32,
+    /// Live-feed subscribers served at once (with tokens, a quarter per principal).
+    pub max_subscribers: usize,
 }
 
 impl Settings {
@@ -57,6 +61,7 @@ impl Settings {
             workers: 0,
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -150,6 +155,7 @@ impl Application {
             auth: auth.clone(),
             limiter,
             shutdown: shutdown_rx,
+            subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
             verifier: Arc::default(),
         });
         let mut server = HttpServer::new(move || {

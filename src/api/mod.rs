@@ -23,6 +23,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::ledger::Ledger;
 pub use error::ApiError;
+pub use stream::Subscribers;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -35,6 +36,8 @@ pub struct AppState {
     pub limiter: Option<Arc<guard::Limiter>>,
     /// Turns true when the server starts shutting down: live feeds end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The live feed's subscriber slots.
+    pub subscribers: Arc<Subscribers>,
     /// The one verification of the log that runs at a time, and its last answer.
     pub verifier: Arc<crate::audit::Verifier>,
 }

@@ -4,6 +4,7 @@
 mod helpers;
 mod hostile;
 
+mod abandon;
 mod appends;
 mod audit;
 mod auditor;
