@@ -86,6 +86,7 @@ pub struct Application {
     auth: api::guard::Auth,
     tokens_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
+    tokens_reloaded: watch::Sender<u64>,
 }
 
 /// Stops a running application gracefully: live feeds end, in-flight requests
@@ -149,6 +150,7 @@ impl Application {
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tokens_reloaded, tokens_reloaded_rx) = watch::channel(0);
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
@@ -157,6 +159,7 @@ impl Application {
             shutdown: shutdown_rx,
             subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
             verifier: Arc::default(),
+            tokens_reloaded: tokens_reloaded_rx,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -187,6 +190,7 @@ impl Application {
             auth,
             tokens_path: settings.tokens.clone(),
             shutdown,
+            tokens_reloaded,
         })
     }
 
@@ -223,6 +227,7 @@ impl Application {
         let stop = self.stop_handle();
         let auth = self.auth.clone();
         let tokens_path = self.tokens_path.clone();
+        let reloaded = self.tokens_reloaded.clone();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -231,7 +236,7 @@ impl Application {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                    _ = hup.recv() => reload(&auth, tokens_path.as_deref()),
+                    _ = hup.recv() => reload(&auth, tokens_path.as_deref(), &reloaded),
                 }
             }
             stop.stop().await;
@@ -241,7 +246,8 @@ impl Application {
     }
 }
 
-fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
+/// Swap in the tokens file's tokens; live feeds whose token is gone then end.
+fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>, reloaded: &watch::Sender<u64>) {
     let (Some(auth), Some(path)) = (auth, path) else {
         tracing::info!("SIGHUP: no tokens file to reload");
         return;
@@ -250,6 +256,7 @@ fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
         Ok(tokens) => {
             let n = tokens.len();
             *auth.write().expect("tokens lock") = tokens;
+            reloaded.send_modify(|n| *n += 1);
             tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
         }
         Err(e) => tracing::error!(error = %e, "SIGHUP: tokens file not reloaded; the previous tokens stay in force"),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub subscribers: Arc<Subscribers>,
     /// The one verification of the log that runs at a time, and its last answer.
     pub verifier: Arc<crate::audit::Verifier>,
+    /// Counts tokens-file reloads: live feeds re-check their token on each.
+    pub tokens_reloaded: tokio::sync::watch::Receiver<u64>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";

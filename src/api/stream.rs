@@ -3,8 +3,9 @@
 //! stored event. A subscriber that lags behind the feed falls back to the
 //! store, so memory stays bounded; one that stops reading for
 //! `STALLED_CONSUMER` is dropped and resumes with `Last-Event-ID`. One that
-//! disconnects is let go at once, idle or catching up. Slots are bounded in
-//! all and per principal.
+//! disconnects is let go at once, idle or catching up, and one whose token a
+//! reload of the tokens file removed is ended. Slots are bounded in all and
+//! per principal.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use actix_web::{web, HttpMessage, HttpRequest, Responder};
 use actix_web_lab::sse;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use super::guard::Auth;
 use super::query::Query;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
@@ -194,13 +196,16 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
     // Subscribe before catching up, so nothing committed in between is missed.
     let live = ledger.subscribe();
     let mut shutdown = state.shutdown.clone();
+    let revoked = revoked(state.auth.clone(), principal, state.tokens_reloaded.clone());
     actix_web::rt::spawn(async move {
         let _slot = slot;
         // The feed ends when the server shuts down, so graceful shutdown is not
         // held open by subscribers; they resume elsewhere with Last-Event-ID.
+        // It ends too when a reload removes the subscriber's token.
         tokio::select! {
             _ = feed(ledger, live, after, filter, tx) => {}
             _ = shutdown.wait_for(|down| *down) => {}
+            _ = revoked => {}
         }
     });
     Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
@@ -286,6 +291,23 @@ async fn feed(
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
+        }
+    }
+}
+
+/// Resolves when `principal`'s token stops authenticating after a reload of
+/// the tokens file; never when the server runs open.
+async fn revoked(auth: Auth, principal: Principal, mut reloads: watch::Receiver<u64>) {
+    let Some(tokens) = auth else {
+        return std::future::pending().await;
+    };
+    loop {
+        if reloads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !tokens.read().expect("tokens lock").still_admits(&principal) {
+            tracing::info!(principal = %principal.name, "live feed ended: its token was removed");
+            return;
         }
     }
 }
