@@ -26,7 +26,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, max_subscribers, log_format).
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -64,6 +64,10 @@ pub enum Command {
         /// no limit. Applies when tokens are configured.
         #[arg(long, env = "SITREP_RATE_LIMIT", default_value_t = crate::startup::DEFAULT_RATE_PER_SECOND)]
         rate_limit: u32,
+        /// Live-feed subscribers served at once; with tokens, one principal holds
+        /// at most a quarter of them.
+        #[arg(long, env = "SITREP_MAX_SUBSCRIBERS", default_value_t = crate::startup::DEFAULT_MAX_SUBSCRIBERS)]
+        max_subscribers: usize,
     },
     /// Make a bearer token: prints the token once, and the line for the tokens file.
     Token {
@@ -186,6 +190,7 @@ const CONFIG_KEYS: &[&str] = &[
     "body_timeout",
     "workers",
     "rate_limit",
+    "max_subscribers",
     "log_format",
 ];
 
@@ -263,6 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             workers,
             tokens,
             rate_limit,
+            max_subscribers,
         } => {
             let settings = Settings {
                 body_limit,
@@ -271,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 workers,
                 tokens,
                 rate_per_second: rate_limit,
+                max_subscribers,
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {

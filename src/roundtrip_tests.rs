@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::audit::verify_store;
+use crate::audit::verify_chain;
 use crate::domain::json::{self, MAX_EXACT_INTEGER};
 use crate::domain::{NewEvent, Problem};
 use crate::ledger::{Appended, Ledger};
@@ -224,7 +224,7 @@ fn life_of_a_log(bodies: &[String]) -> Result<(), TestCaseError> {
         let item = feed.try_recv().expect("one feed item per event");
         prop_assert_eq!(&item.json, text);
     }
-    let report = verify_store(ledger.store(), before.len() as u64).expect("store reads");
+    let report = verify_chain(ledger.store(), before.len() as u64, None).expect("store reads");
     prop_assert!(report.is_ok(), "{report:?}");
     let lines: Vec<String> = ledger
         .store()
@@ -240,7 +240,7 @@ fn life_of_a_log(bodies: &[String]) -> Result<(), TestCaseError> {
     prop_assert!(imported.is_ok(), "import: {imported:?}");
     let restored = reopen(&target);
     prop_assert_eq!(served(&restored), before);
-    let report = verify_store(restored.store(), lines.len() as u64).expect("store reads");
+    let report = verify_chain(restored.store(), lines.len() as u64, None).expect("store reads");
     prop_assert!(report.is_ok(), "{report:?}");
     Ok(())
 }

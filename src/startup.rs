@@ -34,6 +34,8 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-principal rate limit (requests per second, and burst) when tokens are on.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 200;
+/// Default number of live-feed subscribers served at once.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
 /// Everything `serve` needs, passed explicitly.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub struct Settings {
     pub tokens: Option<PathBuf>,
     /// Requests per second per principal (0: no limit). Applies with tokens.
     pub rate_per_second: u32,
+    /// Live-feed subscribers served at once (with tokens, a quarter per principal).
+    pub max_subscribers: usize,
 }
 
 impl Settings {
@@ -63,6 +67,7 @@ impl Settings {
             workers: 0,
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct Application {
     auth: api::guard::Auth,
     tokens_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
+    tokens_reloaded: watch::Sender<u64>,
 }
 
 /// Stops a running application gracefully: live feeds end, in-flight requests
@@ -150,6 +156,7 @@ impl Application {
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tokens_reloaded, tokens_reloaded_rx) = watch::channel(0);
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
@@ -158,6 +165,9 @@ impl Application {
             limiter,
             refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
+            subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
+            verifier: Arc::default(),
+            tokens_reloaded: tokens_reloaded_rx,
         });
         let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");
@@ -168,6 +178,7 @@ impl Application {
             auth,
             tokens_path: settings.tokens.clone(),
             shutdown,
+            tokens_reloaded,
         })
     }
 
@@ -204,6 +215,7 @@ impl Application {
         let stop = self.stop_handle();
         let auth = self.auth.clone();
         let tokens_path = self.tokens_path.clone();
+        let reloaded = self.tokens_reloaded.clone();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -212,7 +224,7 @@ impl Application {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                    _ = hup.recv() => reload(&auth, tokens_path.as_deref()),
+                    _ = hup.recv() => reload(&auth, tokens_path.as_deref(), &reloaded),
                 }
             }
             stop.stop().await;
@@ -222,7 +234,8 @@ impl Application {
     }
 }
 
-fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
+/// Swap in the tokens file's tokens; live feeds whose token is gone then end.
+fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>, reloaded: &watch::Sender<u64>) {
     let (Some(auth), Some(path)) = (auth, path) else {
         tracing::info!("SIGHUP: no tokens file to reload");
         return;
@@ -231,6 +244,7 @@ fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
         Ok(tokens) => {
             let n = tokens.len();
             *auth.write().expect("tokens lock") = tokens;
+            reloaded.send_modify(|n| *n += 1);
             tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
         }
         Err(e) => tracing::error!(error = %e, "SIGHUP: tokens file not reloaded; the previous tokens stay in force"),

@@ -52,6 +52,9 @@ pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, worker
                 .keep_alive(KEEP_ALIVE)
                 .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                // A client that closes its side is gone: its request is dropped then,
+                // so a verification or a live feed stops working for nobody.
+                .h1_allow_half_closed(false)
                 .local_addr(local)
                 .h1(map_config(app, |_| AppConfig::default()));
             fn_service(|io: TcpStream| async move {

@@ -127,6 +127,7 @@ pub async fn guard(
         None => Principal {
             name: ANONYMOUS.to_owned(),
             role: Role::Admin,
+            token_hash: None,
         },
         Some(tokens) => {
             let Some(token) = bearer(&req) else {

@@ -25,6 +25,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use crate::ledger::Ledger;
 pub use edge::serve;
 pub use error::ApiError;
+pub use stream::Subscribers;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -41,6 +42,12 @@ pub struct AppState {
     pub refusals: Option<Arc<guard::PeerLimiter>>,
     /// Turns true when the server starts shutting down: live feeds end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The live feed's subscriber slots.
+    pub subscribers: Arc<Subscribers>,
+    /// The one verification of the log that runs at a time, and its last answer.
+    pub verifier: Arc<crate::audit::Verifier>,
+    /// Counts tokens-file reloads: live feeds re-check their token on each.
+    pub tokens_reloaded: tokio::sync::watch::Receiver<u64>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";

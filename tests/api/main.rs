@@ -5,6 +5,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 
+mod abandon;
 mod appends;
 mod audit;
 mod auditor;
