@@ -199,8 +199,22 @@ pub(super) fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<
     })
 }
 
-pub(super) fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize) {
-    if text.trim().is_empty() {
+/// Which rules an envelope is read by: a posted one by all of them; a stored
+/// one by those in force when earlier releases wrote it, so that their logs
+/// still read, verify and import (they stored text of only invisible
+/// characters, leap seconds and integers up to 2^53).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reading {
+    Posted,
+    Stored,
+}
+
+pub(super) fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize, reading: Reading) {
+    let empty = match reading {
+        Reading::Posted => super::validation::is_blank(text),
+        Reading::Stored => text.trim().is_empty(),
+    };
+    if empty {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if text.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be at most {max} characters")));
@@ -243,7 +257,13 @@ fn check_reference(
             ));
         }
         for (i, alias) in aliases.iter().enumerate() {
-            check_text(errors, &format!("data.aliases[{i}]"), alias, MAX_NAME_CHARS);
+            check_text(
+                errors,
+                &format!("data.aliases[{i}]"),
+                alias,
+                MAX_NAME_CHARS,
+                Reading::Posted,
+            );
         }
     }
     if let Some(g) = gazetteer {
@@ -283,8 +303,12 @@ fn check_estimate(errors: &mut Vec<FieldError>, what: &str, low: Option<u64>, be
 }
 
 impl EventData {
-    /// Parse and check `data` for an event of type `ty`.
+    /// Parse and check posted `data` for an event of type `ty`.
     pub fn parse(ty: EventType, value: &Value) -> Result<EventData, Vec<FieldError>> {
+        EventData::read(ty, value, Reading::Posted)
+    }
+
+    pub(super) fn read(ty: EventType, value: &Value, reading: Reading) -> Result<EventData, Vec<FieldError>> {
         let f = "data";
         let one = |e: FieldError| vec![e];
         let data = match ty {
@@ -304,7 +328,7 @@ impl EventData {
             EventType::LocationAmended => EventData::LocationAmended(typed(value, f).map_err(one)?),
             EventType::ActorAmended => EventData::ActorAmended(typed(value, f).map_err(one)?),
         };
-        let errors = data.check();
+        let errors = data.check(reading);
         if errors.is_empty() {
             Ok(data)
         } else {
@@ -313,7 +337,9 @@ impl EventData {
     }
 
     /// Checks that need no state: lengths, ranges, distinctness.
-    fn check(&self) -> Vec<FieldError> {
+    fn check(&self, reading: Reading) -> Vec<FieldError> {
+        let check_text =
+            |errors: &mut Vec<FieldError>, field: &str, text: &str, max| check_text(errors, field, text, max, reading);
         let mut errors = Vec::new();
         match self {
             EventData::LocationRegistered(d) => {
@@ -388,7 +414,7 @@ impl EventData {
         errors
     }
 
-    /// The data as stored: posted members only, in a fixed order.
+    /// The data as stored and served: posted members only, in a fixed order.
     pub fn to_value(&self) -> Value {
         let v = match self {
             EventData::LocationRegistered(d) => serde_json::to_value(d),
@@ -405,7 +431,9 @@ impl EventData {
             EventData::LocationAmended(d) => serde_json::to_value(d),
             EventData::ActorAmended(d) => serde_json::to_value(d),
         };
-        v.expect("plain data structs always serialize")
+        let mut v = v.expect("plain data structs always serialize");
+        super::json::as_read_back(&mut v);
+        v
     }
 
     /// Every actor this event's data names, with the field that names it.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::event::*;
 use super::ids::Slug;
+use super::time::read_time;
 use super::validation::{FieldError, Problem};
 
 /// Which stream an event belongs to.
@@ -69,12 +70,32 @@ pub(crate) const ENVELOPE_MEMBERS: &[&str] = &[
 impl NewEvent {
     /// Parse one posted envelope. Collects every envelope-level error it can find.
     pub fn from_json(value: &Value) -> Result<NewEvent, Problem> {
+        NewEvent::read(value, Reading::Posted)
+    }
+
+    pub(super) fn read(value: &Value, reading: Reading) -> Result<NewEvent, Problem> {
         let Some(obj) = value.as_object() else {
             return Err(Problem::invalid("", "an event must be a JSON object"));
         };
         let normalised = normalise(obj);
         let obj = &normalised;
         let mut errors = Vec::new();
+        let mut inexact = Vec::new();
+        for (k, v) in obj {
+            super::json::inexact_integers(v, k, &mut inexact);
+        }
+        if !inexact.is_empty() && reading == Reading::Posted {
+            let message = format!(
+                "must be an integer from -{MAX} to {MAX}: larger ones are not read exactly by every JSON parser",
+                MAX = super::json::MAX_EXACT_INTEGER
+            );
+            return Err(Problem::Validation(
+                inexact
+                    .into_iter()
+                    .map(|f| FieldError::new(f, message.clone()))
+                    .collect(),
+            ));
+        }
         for key in obj.keys() {
             if !ENVELOPE_MEMBERS.contains(&key.as_str()) {
                 errors.push(FieldError::new(key.clone(), "unknown member"));
@@ -135,7 +156,7 @@ impl NewEvent {
 
         let occurred_at = match obj.get("occurred_at") {
             None => None,
-            Some(Value::String(s)) => match parse_time(s) {
+            Some(Value::String(s)) => match read_time(s, reading == Reading::Posted) {
                 Ok(t) => Some(t),
                 Err(m) => {
                     errors.push(FieldError::new("occurred_at", m));
@@ -167,7 +188,7 @@ impl NewEvent {
             None => None,
             Some(v) => match typed::<Source>(v, "source") {
                 Ok(s) => {
-                    errors.extend(check_source(&s));
+                    errors.extend(check_source(&s, reading));
                     Some(s)
                 }
                 Err(e) => {
@@ -201,7 +222,7 @@ impl NewEvent {
                 None
             }
             (None, Some(_)) => None,
-            (Some(t), Some(v)) => match EventData::parse(t, v) {
+            (Some(t), Some(v)) => match EventData::read(t, v, reading) {
                 Ok(d) => Some(d),
                 Err(es) => {
                     errors.extend(es);
@@ -315,26 +336,6 @@ impl NewEvent {
     }
 }
 
-/// An integral JSON number written as a float (5.0, 1e1) is that integer, as
-/// JSON Schema and RFC 8785 see it.
-fn integral(v: &mut Value) {
-    if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
-        if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) {
-            *v = Value::from(f as u64);
-        }
-    }
-}
-
-/// The integer members of event data.
-const INTEGER_DATA_MEMBERS: &[&str] = &[
-    "killed",
-    "wounded",
-    "killed_low",
-    "killed_high",
-    "wounded_low",
-    "wounded_high",
-];
-
 /// An optional envelope member holding one of `T`'s names.
 fn enum_member<T: FromStr<Err = String>>(
     obj: &Map<String, Value>,
@@ -358,8 +359,9 @@ fn enum_member<T: FromStr<Err = String>>(
 }
 
 /// The envelope as the decoder reads it: an explicit `null` for an optional
-/// member is the same as leaving it out, and integral floats in integer members
-/// are integers.
+/// member is the same as leaving it out, and every number is the value its
+/// stored (RFC 8785) form reads back as: an integral float (5.0, 1e1) is that
+/// integer, as JSON Schema sees it too, and -0 is 0.
 fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
     let mut m: Map<String, Value> = obj
         .iter()
@@ -372,22 +374,7 @@ fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(v) = m.get_mut("expected_version") {
-        integral(v);
-    }
-    if let Some(v) = m.get_mut("source").and_then(|s| s.get_mut("credibility")) {
-        integral(v);
-    }
-    if let Some(d) = m.get_mut("data").and_then(Value::as_object_mut) {
-        for k in INTEGER_DATA_MEMBERS {
-            if let Some(v) = d.get_mut(*k) {
-                integral(v);
-            }
-        }
-        if let Some(v) = d.get_mut("gazetteer").and_then(|g| g.get_mut("geonames")) {
-            integral(v);
-        }
-    }
+    m.values_mut().for_each(super::json::as_read_back);
     m
 }
 
@@ -539,7 +526,13 @@ mod tests {
         for v in examples {
             let e = NewEvent::from_json(&v).unwrap_or_else(|p| panic!("{v}: {:?}", p.field_errors()));
             assert_eq!(e.event_type.as_str(), v["type"]);
-            assert_eq!(e.data.to_value(), v["data"], "data is stored as posted");
+            let mut posted = v["data"].clone();
+            crate::domain::json::as_read_back(&mut posted);
+            assert_eq!(
+                e.data.to_value(),
+                posted,
+                "data is stored as posted (37.0 is 37, as RFC 8785 writes it)"
+            );
             assert_eq!(EventData::parse(e.event_type, &e.data.to_value()).unwrap(), e.data);
         }
     }
@@ -608,6 +601,19 @@ mod tests {
         let mut dev = examples()[3].clone();
         dev["occurred_at"] = Value::Null;
         assert!(NewEvent::from_json(&dev).is_err(), "a development still needs its time");
+        // As stored (RFC 8785) and read back: -0 is 0, and 36.0 is 36.
+        let mut at = examples()[0].clone();
+        at["data"]["lat"] = json!(-0.0);
+        at["data"]["lon"] = json!(36.0);
+        let data = NewEvent::from_json(&at).unwrap().data;
+        assert_eq!(data.to_value()["lat"].to_string(), "0");
+        assert_eq!(
+            format!("{data:?}"),
+            format!(
+                "{:?}",
+                EventData::parse(EventType::LocationRegistered, &data.to_value()).unwrap()
+            )
+        );
     }
 
     #[test]
@@ -646,5 +652,25 @@ mod tests {
         let stored: StoredEvent = serde_json::from_value(Value::Object(stored)).unwrap();
         let again = stored.to_new_event().unwrap();
         assert_eq!(again.posted_members(Uuid::nil()), posted);
+    }
+
+    #[test]
+    fn a_log_kept_by_an_earlier_release_still_reads() {
+        // What earlier releases accepted and stored, and posts now refuse.
+        let stored = json!({"seq": 9, "id": Uuid::nil(), "type": "casualties_reported", "location": "aleppo",
+            "occurred_at": "2024-11-30T10:00:60Z", "recorded_at": "2024-12-01T00:00:00.000000Z", "recorded_by": "x",
+            "source": {"name": "\u{200b}", "kind": "witness"}, "data": {"killed": 9_007_199_254_740_992u64},
+            "version": 3, "prev_hash": "0".repeat(64), "hash": "0".repeat(64)});
+        let stored: StoredEvent = serde_json::from_value(stored).unwrap();
+        let again = stored
+            .to_new_event()
+            .unwrap_or_else(|p| panic!("{:?}", p.field_errors()));
+        let mut posted = Value::Object(again.posted_members(Uuid::nil()));
+        assert_eq!(posted["occurred_at"], "2024-11-30T10:00:60Z");
+        posted["id"] = Value::Null;
+        let Err(Problem::Validation(errors)) = NewEvent::from_json(&posted) else {
+            panic!("posted anew, it is refused")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

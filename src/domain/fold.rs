@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::TimePrecision;
+use super::json::MAX_EXACT_INTEGER;
 
 /// A number with its bounds: the best estimate and the range it lies in.
 /// `high` is `None` when the range is unbounded above.
@@ -46,15 +47,17 @@ impl Estimate {
     }
 }
 
-/// The sum of two estimates (saturating); unbounded above if either is.
+/// The sum of two estimates; unbounded above if either is. Sums saturate
+/// where JSON integers stop being exact for every reader.
 impl std::ops::Add for Estimate {
     type Output = Estimate;
 
     fn add(self, other: Estimate) -> Estimate {
+        let add = |a: u64, b: u64| a.saturating_add(b).min(MAX_EXACT_INTEGER);
         Estimate {
-            best: self.best.saturating_add(other.best),
-            low: self.low.saturating_add(other.low),
-            high: self.high.zip(other.high).map(|(a, b)| a.saturating_add(b)),
+            best: add(self.best, other.best),
+            low: add(self.low, other.low),
+            high: self.high.zip(other.high).map(|(a, b)| add(a, b)),
         }
     }
 }
@@ -460,5 +463,18 @@ mod tests {
             "an instant is settled once counted"
         );
         assert_eq!(fold::<u32>(&[]).settled(at(30, 0)), None);
+    }
+
+    #[test]
+    fn casualty_sums_stay_integers_every_json_parser_reads_exactly() {
+        let most = MAX_EXACT_INTEGER;
+        let report = Effect::Casualties {
+            killed: Estimate::of(None, Some(most), None),
+            wounded: Estimate::of(Some(1), Some(1), Some(most)),
+        };
+        let s = fold(&[dev(1, 27, false, report.clone()), dev(2, 28, false, report)]);
+        assert_eq!((s.killed.best, s.killed.low, s.killed.high), (most, most, Some(most)));
+        assert_eq!((s.wounded.best, s.wounded.low, s.wounded.high), (2, 2, Some(most)));
+        assert_eq!(s.casualty_reports, 2);
     }
 }

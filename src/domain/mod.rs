@@ -15,6 +15,7 @@ pub mod hash;
 pub mod ids;
 pub mod integrity;
 pub mod jcs;
+pub mod json;
 pub mod limits;
 pub mod precision;
 pub mod reference;

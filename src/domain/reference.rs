@@ -60,7 +60,7 @@ pub fn check_names(errors: &mut Vec<FieldError>, field: &str, names: &Names) {
 
 /// A name or an alias: not blank, at most `MAX_NAME_CHARS` characters.
 pub fn check_name(errors: &mut Vec<FieldError>, field: &str, text: &str) {
-    if text.trim().is_empty() {
+    if super::validation::is_blank(text) {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if text.chars().count() > MAX_NAME_CHARS {
         errors.push(FieldError::new(

@@ -23,9 +23,9 @@ pub struct Source {
     pub credibility: Option<u8>,
 }
 
-pub(super) fn check_source(s: &Source) -> Vec<FieldError> {
+pub(super) fn check_source(s: &Source, reading: Reading) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS);
+    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS, reading);
     if let Some(url) = &s.url {
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().count() > MAX_URL_CHARS {
             errors.push(FieldError::new(

@@ -51,7 +51,7 @@ impl StoredEvent {
 
     /// Re-read the stored event as the posted envelope it came from, re-running
     /// every shape check. Used when rebuilding and importing, so a stored event
-    /// is held to the same rules as a posted one.
+    /// is held to the rules it was posted under (see `Reading`).
     pub fn to_new_event(&self) -> Result<NewEvent, Problem> {
         let mut m = Map::new();
         m.insert("id".into(), Value::String(self.id.to_string()));
@@ -75,7 +75,7 @@ impl StoredEvent {
             m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
         }
         m.insert("data".into(), self.data.clone());
-        NewEvent::from_json(&Value::Object(m))
+        NewEvent::read(&Value::Object(m), Reading::Stored)
     }
 
     /// Does this event name `actor`: its registration, or any data member that

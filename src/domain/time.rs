@@ -105,12 +105,34 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Parse an RFC 3339 timestamp (any offset) to UTC.
+/// Most fractional digits of a second: nanoseconds, as kept.
+const MAX_FRACTION_DIGITS: usize = 9;
+
+/// Parse a posted RFC 3339 timestamp (any offset) to UTC. Refuses what could
+/// only be kept as another time: a leap second (:60) and digits beyond
+/// nanoseconds.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    use chrono::Datelike;
+    read_time(s, true)
+}
+
+/// Parse an RFC 3339 timestamp; a leap second only when `strict` is false
+/// (earlier releases stored them).
+pub(super) fn read_time(s: &str, strict: bool) -> Result<DateTime<Utc>, String> {
+    use chrono::{Datelike, Timelike};
     let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))?;
+    if t.nanosecond() >= 1_000_000_000 && strict {
+        return Err("must not be a leap second (:60): the log keeps times without them".into());
+    }
+    let fraction = s
+        .split_once('.')
+        .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+    if fraction > MAX_FRACTION_DIGITS {
+        return Err(format!(
+            "must have at most {MAX_FRACTION_DIGITS} fractional digits (nanoseconds), not {fraction}"
+        ));
+    }
     // Stored in UTC, it must still be RFC 3339 (years 0000 to 9999).
     if !(0..=9999).contains(&t.year()) {
         return Err("must fall within the years 0000 to 9999 once converted to UTC".into());
