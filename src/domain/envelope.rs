@@ -186,6 +186,11 @@ impl NewEvent {
 
         let source = match obj.get("source") {
             None => None,
+            // serde would also read a struct from an array, by position.
+            Some(v) if !v.is_object() => {
+                errors.push(FieldError::new("source", "must be a JSON object"));
+                None
+            }
             Some(v) => match typed::<Source>(v, "source") {
                 Ok(s) => {
                     errors.extend(check_source(&s, reading));
@@ -570,6 +575,9 @@ mod tests {
                 json!({"source": {"name": "x", "kind": "witness", "mood": "calm"}}),
             ),
             ("data", json!({"data": {"actor": "hts", "strength": 300}})),
+            // A struct read from an array by position would drop its member names.
+            ("source", json!({"source": ["Reuters", "news_agency"]})),
+            ("data.actor", json!({"data": {"actor": ["hts"]}})),
         ] {
             let mut v = examples()[3].clone();
             for (k, val) in patch.as_object().unwrap() {
