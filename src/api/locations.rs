@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::events::storage;
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::domain::event::LocationKind;
 use crate::domain::{Slug, StoredEvent};
 use crate::projection::view::LocationFilter;
@@ -99,18 +99,17 @@ pub async fn history(
         }
     };
     let ledger = state.ledger.clone();
-    let events = web::block(move || -> Result<Vec<StoredEvent>, ApiError> {
-        seqs.iter()
-            .map(|s| {
-                ledger
-                    .store()
-                    .get(*s)
-                    .map_err(storage)?
-                    .ok_or_else(|| ApiError::new("unavailable", format!("event seq {s} is indexed but missing")))
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::new("unavailable", e.to_string()))??;
+    let events =
+        web::block(move || -> Result<Vec<StoredEvent>, ApiError> {
+            seqs.iter()
+                .map(|s| {
+                    ledger.store().get(*s).map_err(storage)?.ok_or_else(|| {
+                        ApiError::new(Code::Unavailable, format!("event seq {s} is indexed but missing"))
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
     Ok(HttpResponse::Ok().json(History { events }))
 }

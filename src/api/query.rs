@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::ApiError;
+use super::{ApiError, Code};
 use crate::domain::event::parse_time;
 use crate::domain::Slug;
 use crate::projection::{Point, Projection};
@@ -16,7 +16,7 @@ pub struct Query(HashMap<String, String>);
 impl Query {
     pub fn parse(raw: &str, allowed: &[&str]) -> Result<Query, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-            .map_err(|e| ApiError::new("invalid_parameter", format!("the query string does not parse: {e}")))?;
+            .map_err(|e| ApiError::new(Code::InvalidParameter, format!("the query string does not parse: {e}")))?;
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if !allowed.contains(&k.as_str()) {
