@@ -35,6 +35,7 @@ pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, worker
         .listen("sitrep-http", listener, move || {
             let app = App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(super::caching::http_cache))
                 .wrap(from_fn(request_id))
                 .configure(configure)
                 .into_factory()

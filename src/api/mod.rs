@@ -5,6 +5,7 @@
 
 mod actors;
 mod audit;
+mod caching;
 mod edge;
 pub mod error;
 mod events;

@@ -9,6 +9,7 @@ mod abandon;
 mod appends;
 mod audit;
 mod auditor;
+mod caching;
 mod cli;
 mod crash;
 mod errors;
