@@ -271,6 +271,8 @@ struct Checker {
     client: reqwest::Client,
     /// The `Authorization` header sent with every request, if any.
     auth: Option<String>,
+    /// The `If-None-Match` header sent with every request, if any.
+    if_none_match: Option<String>,
     failures: Vec<String>,
     /// (METHOD template, status) pairs seen, for the coverage summary.
     seen: BTreeSet<(String, String, u16)>,
@@ -285,6 +287,7 @@ impl Checker {
             base: base.to_owned(),
             client: reqwest::Client::new(),
             auth: None,
+            if_none_match: None,
             failures: Vec::new(),
             seen: BTreeSet::new(),
             last_headers: Default::default(),
@@ -307,6 +310,9 @@ impl Checker {
         let mut req = self.client.request(method.clone(), self.url(path));
         if let Some(auth) = &self.auth {
             req = req.header("authorization", auth);
+        }
+        if let Some(tag) = &self.if_none_match {
+            req = req.header("if-none-match", tag);
         }
         if let Some((ct, bytes)) = body {
             req = req.header("content-type", ct).body(bytes);
@@ -1372,6 +1378,8 @@ async fn responses_validate_against_the_spec() {
             .push(format!("a 129-char x-request-id was not replaced: {other:?}")),
     }
 
+    revalidated(&mut c).await;
+
     // Everything again, with tokens.
     app.stop().await;
     with_tokens(&mut c).await;
@@ -1518,6 +1526,30 @@ async fn hit(c: &mut Checker, method: &str, template: &str, status: u16) {
             c.expect(Method::from_bytes(m.as_bytes()).expect("a method"), &path, None, status)
                 .await;
         }
+    }
+}
+
+/// Every read answered `200` answers its own `ETag` in `If-None-Match` with
+/// `304`.
+async fn revalidated(c: &mut Checker) {
+    let page = c.expect(Method::GET, "/v1/events?limit=1", None, 200).await;
+    let event = page["events"][0]["id"].as_str().unwrap_or_default().to_owned();
+    for (method, template) in sitrep::api::ROUTES {
+        if *method != "GET" || !template.starts_with("/v1/") || *template == "/v1/events/stream" {
+            continue;
+        }
+        let path = match *template {
+            "/v1/events/{id}" => format!("/v1/events/{event}"),
+            other => sample_path(other),
+        };
+        c.expect(Method::GET, &path, None, 200).await;
+        let Some(tag) = c.last_header("etag") else {
+            c.failures.push(format!("GET {path}: no ETag"));
+            continue;
+        };
+        c.if_none_match = Some(tag);
+        c.expect(Method::GET, &path, None, 304).await;
+        c.if_none_match = None;
     }
 }
 
