@@ -33,8 +33,8 @@
 use actix_web::body::{self, BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
-    EntityTag, Header, HeaderMap, HeaderName, HeaderValue, IfNoneMatch, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG,
-    EXPIRES, VARY,
+    EntityTag, Header, HeaderMap, HeaderName, HeaderValue, IfNoneMatch, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE,
+    DATE, ETAG, EXPIRES, VARY,
 };
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -86,9 +86,7 @@ pub async fn http_cache(
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let if_none_match = IfNoneMatch::parse(req.request()).ok();
-    let tokens = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.auth.is_some());
+    let tokens = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.auth.is_some());
     let res = next.call(req).await?;
     let route = res.request().match_pattern().unwrap_or_default();
     let read = res.status() == StatusCode::OK && route.starts_with(READS);
@@ -118,10 +116,16 @@ pub async fn http_cache(
     let headers = res.headers_mut();
     headers.insert(ETAG, header_value(&tag));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(control));
-    headers.insert(VARY, HeaderValue::from_static(if tokens { VARY_TOKENS } else { VARY_OPEN }));
+    headers.insert(
+        VARY,
+        HeaderValue::from_static(if tokens { VARY_TOKENS } else { VARY_OPEN }),
+    );
     if !tokens {
         let lifetime = if pinned { NGINX_PINNED } else { NGINX_ALREADY_STALE };
-        headers.insert(HeaderName::from_static(NGINX_EXPIRES), HeaderValue::from_static(lifetime));
+        headers.insert(
+            HeaderName::from_static(NGINX_EXPIRES),
+            HeaderValue::from_static(lifetime),
+        );
     }
     if if_none_match.is_some_and(|condition| matches(&condition, &tag)) {
         res = not_modified(res.headers());

@@ -21,7 +21,9 @@ const NOT_STORED: &str = "no-store";
 const AS_OF: &str = "2024-12-31T00:00:00Z";
 
 fn header(res: &Response, name: impl reqwest::header::AsHeaderName) -> Option<String> {
-    res.headers().get(name).map(|v| v.to_str().expect("ASCII header").to_owned())
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ASCII header").to_owned())
 }
 
 /// A strong entity tag: a quoted string without `W/`.
@@ -56,10 +58,21 @@ async fn tagged(app: &TestApp, path: &str) -> (String, String, Vec<u8>) {
 /// body, the same tag and caching headers.
 async fn assert_not_modified(app: &TestApp, path: &str, condition: &str, tag: &str, control: &str) {
     let res = get_if_none_match(app, path, condition).await;
-    assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "GET {path} If-None-Match: {condition}");
-    assert_eq!(header(&res, ETAG).as_deref(), Some(tag), "GET {path}: the 304 keeps the tag");
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_MODIFIED,
+        "GET {path} If-None-Match: {condition}"
+    );
+    assert_eq!(
+        header(&res, ETAG).as_deref(),
+        Some(tag),
+        "GET {path}: the 304 keeps the tag"
+    );
     assert_eq!(header(&res, CACHE_CONTROL).as_deref(), Some(control), "GET {path}");
-    assert!(header(&res, VARY).is_some_and(|v| v.contains("Accept")), "GET {path}: Vary");
+    assert!(
+        header(&res, VARY).is_some_and(|v| v.contains("Accept")),
+        "GET {path}: Vary"
+    );
     assert!(res.bytes().await.unwrap().is_empty(), "GET {path}: a 304 has no body");
 }
 
@@ -295,9 +308,26 @@ impl Drop for Nginx {
 /// Attempts at connecting to a starting nginx, 50 ms apart.
 const NGINX_START_ATTEMPTS: usize = 200;
 
+/// Debian's nginx, where a user's `PATH` may not reach.
+const NGINX_SBIN: &str = "/usr/sbin/nginx";
+
+/// The nginx to run: on the `PATH`, else Debian's.
+fn nginx_binary() -> &'static str {
+    let on_path = Command::new("nginx")
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if on_path {
+        "nginx"
+    } else {
+        NGINX_SBIN
+    }
+}
+
 /// Whether nginx can be run here; with `CI` set it must be.
 fn nginx_available() -> bool {
-    let found = Command::new("nginx")
+    let found = Command::new(nginx_binary())
         .arg("-v")
         .stderr(Stdio::null())
         .status()
@@ -354,7 +384,7 @@ impl Nginx {
             .port();
         let conf = prefix.join("nginx.conf");
         std::fs::write(&conf, nginx_conf(prefix, port, upstream)).unwrap();
-        let child = Command::new("nginx")
+        let child = Command::new(nginx_binary())
             .arg("-p")
             .arg(prefix)
             .arg("-e")
@@ -397,7 +427,12 @@ impl Nginx {
 
 /// How many times the server answered `route` with `status`, by its own metrics.
 async fn answered(server: &ServerProcess, route: &str, status: u16) -> f64 {
-    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (route, status) = (format!("route=\"{route}\""), format!("status=\"{status}\""));
     text.lines()
         .filter(|l| l.starts_with("sitrep_http_responses_total{"))
@@ -427,7 +462,11 @@ async fn behind_nginx_pinned_answers_are_hits_and_unpinned_are_revalidated() {
     let (cache, status, again) = nginx.get(&client, &pinned).await;
     assert_eq!((cache.as_str(), status), ("HIT", 200), "second pinned read");
     assert_eq!(again, pinned_body);
-    assert_eq!(answered(&server, "/v1/actors", 200).await, seen, "the server saw the cached read");
+    assert_eq!(
+        answered(&server, "/v1/actors", 200).await,
+        seen,
+        "the server saw the cached read"
+    );
 
     // Unpinned: kept, but asked again each time; the server answers 304.
     let unpinned = "/v1/actors";
