@@ -502,3 +502,39 @@ async fn behind_nginx_pinned_answers_are_hits_and_unpinned_are_revalidated() {
         "since the first pinned read the server answered in full only the unpinned miss and the changed answer"
     );
 }
+
+#[tokio::test]
+async fn behind_nginx_answers_of_a_server_with_tokens_are_never_shared() {
+    if !nginx_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, tokens) = tokens_in(tmp.path(), &[("rita", "reader")]);
+    let tokens_arg = file.to_str().expect("a UTF-8 temp path").to_owned();
+    let server = ServerProcess::start(&tmp.path().join("data"), &["--demo", "--tokens", &tokens_arg]);
+    let prefix = tmp.path().join("nginx");
+    std::fs::create_dir(&prefix).unwrap();
+    let nginx = Nginx::start(&prefix, &server.address).await;
+    let client = reqwest::Client::new();
+    let pinned = "/v1/actors?at_seq=1";
+    for _ in 0..2 {
+        let res = client
+            .get(format!("{}{pinned}", nginx.address))
+            .bearer_auth(&tokens["rita"])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            header(&res, "x-cache-status").as_deref(),
+            Some("MISS"),
+            "nginx kept a private answer"
+        );
+    }
+    let (cache, status, _) = nginx.get(&client, pinned).await;
+    assert_eq!(
+        (cache.as_str(), status),
+        ("MISS", 401),
+        "a request without a token got a kept answer"
+    );
+}
