@@ -18,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::auth::Tokens;
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::ledger::{Appended, Ledger};
+use crate::transparency::signer::Checkpointer;
 
 /// Time a client has to send its request head.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +46,12 @@ pub struct Settings {
     pub tokens: Option<PathBuf>,
     /// Requests per second per principal (0: no limit). Applies with tokens.
     pub rate_per_second: u32,
+    /// The log's signing key: with it, the server signs checkpoints.
+    pub signing_key: Option<PathBuf>,
+    /// Time between two checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Witnesses to send each new checkpoint to.
+    pub witnesses: Vec<crate::transparency::signer::WitnessTarget>,
 }
 
 impl Settings {
@@ -57,6 +64,9 @@ impl Settings {
             workers: 0,
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
+            signing_key: None,
+            checkpoint_interval: crate::transparency::signer::DEFAULT_INTERVAL,
+            witnesses: Vec::new(),
         }
     }
 }
@@ -116,6 +126,9 @@ impl Application {
             ),
             None => None,
         };
+        if settings.signing_key.is_none() && !settings.witnesses.is_empty() {
+            bail!("--witness needs --signing-key: witnesses cosign only signed checkpoints");
+        }
         let dir = settings.data_dir.clone();
         let started = std::time::Instant::now();
         let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir))
@@ -144,12 +157,27 @@ impl Application {
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let checkpoints = match &settings.signing_key {
+            Some(key) => {
+                let signer = Arc::new(Checkpointer::open(
+                    &settings.data_dir,
+                    key,
+                    settings.witnesses.clone(),
+                    settings.checkpoint_interval,
+                )?);
+                tracing::info!(vkey = %signer.vkey(), witnesses = settings.witnesses.len(), "signing checkpoints");
+                tokio::spawn(signer.clone().run(ledger.clone(), shutdown_rx.clone()));
+                Some(signer)
+            }
+            None => None,
+        };
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
             auth: auth.clone(),
             limiter,
             shutdown: shutdown_rx,
+            checkpoints,
         });
         let mut server = HttpServer::new(move || {
             App::new()

@@ -29,6 +29,11 @@ const CODES: &[(&str, u16, &str)] = &[
     ("payload_too_large", 413, "Payload too large"),
     ("unsupported_media_type", 415, "Unsupported media type"),
     ("unavailable", 503, "Service unavailable"),
+    // `sitrep witness` (C2SP tlog-witness add-checkpoint).
+    ("malformed_checkpoint", 400, "Malformed checkpoint submission"),
+    ("checkpoint_unverified", 403, "Checkpoint not signed by a trusted key"),
+    ("unknown_log", 404, "Unknown log"),
+    ("inconsistent_checkpoint", 422, "Checkpoint inconsistent with the cosigned one"),
 ];
 
 fn lookup(code: &str) -> (StatusCode, &'static str) {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub limiter: Option<Arc<guard::Limiter>>,
     /// Turns true when the server starts shutting down: live feeds end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The checkpoint signer, when the server has a signing key.
+    pub checkpoints: Option<Arc<crate::transparency::signer::Checkpointer>>,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -58,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/audit/proof/inclusion"),
     ("GET", "/v1/audit/proof/consistency"),
+    ("GET", "/v1/audit/checkpoint"),
     ("GET", "/v1/events/stream"),
     ("GET", "/metrics"),
 ];
@@ -88,6 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/audit/verify").route(web::get().to(audit::verify)))
         .service(at("/v1/audit/proof/inclusion").route(web::get().to(audit::inclusion)))
         .service(at("/v1/audit/proof/consistency").route(web::get().to(audit::consistency)))
+        .service(at("/v1/audit/checkpoint").route(web::get().to(audit::checkpoint)))
         .default_service(web::to(not_found));
 }
 
