@@ -34,10 +34,16 @@ pub async fn spawn_demo_app() -> TestApp {
 /// A server on an existing data dir (a restart). Retries briefly while the
 /// previous server releases the store.
 pub async fn spawn_app_on(tmp: Arc<TempDir>, demo: bool) -> TestApp {
+    spawn_app_with(tmp, demo, |_| {}).await
+}
+
+/// A server on `tmp` with settings of the test's own on top of the defaults.
+pub async fn spawn_app_with(tmp: Arc<TempDir>, demo: bool, configure: impl Fn(&mut Settings)) -> TestApp {
     let dir = tmp.path().join("data");
     let mut settings = Settings::new(dir.clone(), "127.0.0.1:0");
     settings.demo = demo;
     settings.workers = 2;
+    configure(&mut settings);
     let mut last_err = None;
     for _ in 0..100 {
         match Application::build(settings.clone()).await {

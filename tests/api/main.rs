@@ -18,3 +18,4 @@ mod restart;
 mod security;
 mod spec;
 mod stream;
+mod transparency;
