@@ -249,7 +249,8 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
                 return Ok(Verdict::Conflict(stored_size));
             }
         }
-        Some(old) => {
+        // Every tree extends the empty one; the proof must then be empty.
+        Some(old) if old.size > 0 => {
             if !verify_consistency(old.size, s.checkpoint.size, &s.proof, &old.root, &s.checkpoint.root) {
                 tracing::warn!(
                     origin = %old.origin, old = old.size, new = s.checkpoint.size,
@@ -264,8 +265,8 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
                 ));
             }
         }
-        None if !s.proof.is_empty() => return Err(bad("the proof must be empty when the old size is 0")),
-        None => {}
+        _ if !s.proof.is_empty() => return Err(bad("the proof must be empty when the old size is 0")),
+        _ => {}
     }
     super::write_atomically(&state_path(&witness.dir, &s.checkpoint.origin), &s.note.to_bytes())
         .map_err(|e| ApiError::new("unavailable", format!("cannot save the witness state: {e}")))?;

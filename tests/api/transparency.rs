@@ -439,6 +439,26 @@ async fn a_server_restored_from_an_older_backup_refuses_to_sign_and_keeps_the_la
 }
 
 #[tokio::test]
+async fn an_empty_log_is_signed_and_cosigned_and_so_is_its_first_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
+    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
+    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
+    let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
+    let server = signing_server(&root.join("data"), &log_key, &[format!("{}+{w_vkey}", wit.address)]);
+    wait_for_checkpoint(&server, &log_vkey, Some(&w), 0, 1).await;
+    let res = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .json(&crate::helpers::actor("saa"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    wait_for_checkpoint(&server, &log_vkey, Some(&w), 1, 1).await;
+}
+
+#[tokio::test]
 async fn key_files_are_private_and_a_loose_one_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
