@@ -150,6 +150,10 @@ pub enum Command {
         /// Locations of the at-scale log.
         #[arg(long, default_value_t = 10_000)]
         scale_locations: u64,
+        /// Measure only signed checkpoints and witnesses: signing, serving, a
+        /// witness round trip, appends with and without two witnesses.
+        #[arg(long)]
+        checkpoints: bool,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
@@ -477,6 +481,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             seconds,
             scale_events,
             scale_locations,
+            checkpoints,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -485,6 +490,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 seconds,
                 scale_events,
                 scale_locations: scale_locations.max(1),
+                checkpoints,
             })?;
             Ok(0)
         }
