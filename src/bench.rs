@@ -913,7 +913,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
 async fn checkpoints(opts: Options) -> anyhow::Result<()> {
     use crate::domain::integrity::{consistency_proof, MerkleFrontier, NodeId};
     use crate::transparency::checkpoint::{self, Checkpoint};
-    use crate::transparency::cosignature::{count_cosigners, Cosigner, CosignatureVerifier};
+    use crate::transparency::cosignature::{count_cosigners, CosignatureVerifier, Cosigner};
     use crate::transparency::note::{verifier, PrivateKey};
     use base64::prelude::{Engine, BASE64_STANDARD};
     use sha2::{Digest, Sha256};
@@ -934,7 +934,9 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
         root: Sha256::digest(i.to_be_bytes()).into(),
     };
     let started = Instant::now();
-    let notes: Vec<Vec<u8>> = (0..SIGNATURES).map(|i| sample(i).sign(log.signer()).to_bytes()).collect();
+    let notes: Vec<Vec<u8>> = (0..SIGNATURES)
+        .map(|i| sample(i).sign(log.signer()).to_bytes())
+        .collect();
     let sign_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(SIGNATURES);
     let started = Instant::now();
     for n in &notes {
@@ -1072,14 +1074,7 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
         let (row, e) = measure(&plain.url, &None, 1, secs, appends("no signing key")).await;
         errors += e;
         without.push(row);
-        let (row, e) = measure(
-            &signed.url,
-            &None,
-            1,
-            secs,
-            appends("signing every 0.1 s, 2 witnesses"),
-        )
-        .await;
+        let (row, e) = measure(&signed.url, &None, 1, secs, appends("signing every 0.1 s, 2 witnesses")).await;
         errors += e;
         with.push(row);
     }
@@ -1110,13 +1105,22 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
         &None,
         reps,
         secs,
-        Workload::new("HTTP ceiling: GET /healthz, 64 conns", 64, Arc::new(|_, _| get("/healthz".into()))),
+        Workload::new(
+            "HTTP ceiling: GET /healthz, 64 conns",
+            64,
+            Arc::new(|_, _| get("/healthz".into())),
+        ),
     )
     .await;
     errors += e;
     rows.push(row);
     // The signer kept up: the served checkpoint carries both cosignatures.
-    let served = client.get(format!("{}/v1/audit/checkpoint", signed.url)).send().await?.bytes().await?;
+    let served = client
+        .get(format!("{}/v1/audit/checkpoint", signed.url))
+        .send()
+        .await?
+        .bytes()
+        .await?;
     let (cp, note) = checkpoint::open(&served, &log_v)?;
     let verifiers: Vec<CosignatureVerifier> = witnesses.iter().map(|(_, v)| v.clone()).collect();
     let cosigned = count_cosigners(&note, &verifiers);
@@ -1128,7 +1132,9 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
     println!("|---|---:|");
     println!("| sign a checkpoint (Ed25519 signed note), in process | {sign_us:.1} µs |");
     println!("| verify a checkpoint (parse + Ed25519), in process | {verify_us:.1} µs |");
-    println!("| durable appends with / without signing and 2 witnesses (median of per-repetition ratios) | {ratio:.2} |");
+    println!(
+        "| durable appends with / without signing and 2 witnesses (median of per-repetition ratios) | {ratio:.2} |"
+    );
     println!(
         "| served checkpoint after the runs: size, cosignatures | {}, {cosigned} of {} |",
         cp.size,

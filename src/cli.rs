@@ -85,7 +85,11 @@ pub enum Command {
         #[arg(long, env = "SITREP_WITNESS_LISTEN", default_value = "127.0.0.1:7380")]
         listen: String,
         /// The witness's own state directory (not a log's data dir).
-        #[arg(long = "data-dir", env = "SITREP_WITNESS_DATA_DIR", default_value = "./sitrep-witness")]
+        #[arg(
+            long = "data-dir",
+            env = "SITREP_WITNESS_DATA_DIR",
+            default_value = "./sitrep-witness"
+        )]
         witness_dir: PathBuf,
         /// The witness's private key (`sitrep key new --witness`).
         #[arg(long, env = "SITREP_WITNESS_KEY")]
@@ -533,7 +537,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 fn interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a number of seconds from 0 to 86400 (e.g. 5 or 0.5)")),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0 to 86400 (e.g. 5 or 0.5)"
+        )),
     }
 }
 
@@ -560,32 +566,32 @@ fn audit(command: AuditCommand) -> anyhow::Result<i32> {
             eprintln!("save this: {}:{}", head.seq, hex::encode(root));
             Ok(0)
         }
-        AuditCommand::CheckConsistency { server, saved, trust } => match Auditor::new(&server)?
-            .check_consistency(saved, trust.trust()?.as_ref())
-        {
-            Ok(head) => {
-                println!("{}", serde_json::to_string_pretty(&head)?);
-                let signed = match head.cosignatures {
-                    Some(n) => format!(" (signed checkpoint, {n} witness cosignature(s))"),
-                    None => String::new(),
-                };
-                match saved {
-                    Some(saved) => eprintln!(
-                        "ok: the log of {} events{signed} extends the saved tree of {}; save {}:{}",
-                        head.seq, saved.size, head.seq, head.root
-                    ),
-                    None => eprintln!(
-                        "ok: the checkpoint of {} events verifies{signed}; save {}:{}",
-                        head.seq, head.seq, head.root
-                    ),
+        AuditCommand::CheckConsistency { server, saved, trust } => {
+            match Auditor::new(&server)?.check_consistency(saved, trust.trust()?.as_ref()) {
+                Ok(head) => {
+                    println!("{}", serde_json::to_string_pretty(&head)?);
+                    let signed = match head.cosignatures {
+                        Some(n) => format!(" (signed checkpoint, {n} witness cosignature(s))"),
+                        None => String::new(),
+                    };
+                    match saved {
+                        Some(saved) => eprintln!(
+                            "ok: the log of {} events{signed} extends the saved tree of {}; save {}:{}",
+                            head.seq, saved.size, head.seq, head.root
+                        ),
+                        None => eprintln!(
+                            "ok: the checkpoint of {} events verifies{signed}; save {}:{}",
+                            head.seq, head.seq, head.root
+                        ),
+                    }
+                    Ok(0)
                 }
-                Ok(0)
+                Err(e) => {
+                    eprintln!("FAILED: {e:#}");
+                    Ok(1)
+                }
             }
-            Err(e) => {
-                eprintln!("FAILED: {e:#}");
-                Ok(1)
-            }
-        },
+        }
         AuditCommand::CheckInclusion {
             server,
             seq,

@@ -33,7 +33,11 @@ const CODES: &[(&str, u16, &str)] = &[
     ("malformed_checkpoint", 400, "Malformed checkpoint submission"),
     ("checkpoint_unverified", 403, "Checkpoint not signed by a trusted key"),
     ("unknown_log", 404, "Unknown log"),
-    ("inconsistent_checkpoint", 422, "Checkpoint inconsistent with the cosigned one"),
+    (
+        "inconsistent_checkpoint",
+        422,
+        "Checkpoint inconsistent with the cosigned one",
+    ),
 ];
 
 fn lookup(code: &str) -> (StatusCode, &'static str) {

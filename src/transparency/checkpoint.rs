@@ -32,16 +32,26 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// The note body: origin, size and base64 root, each ending in a newline.
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, BASE64_STANDARD.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            BASE64_STANDARD.encode(self.root)
+        )
     }
 
     /// Parse a note body. Extension lines after the root are allowed by the
     /// spec and ignored here (this log writes none).
     pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
         let bad = |m: &str| CheckpointError::Malformed(m.to_owned());
-        let body = text.strip_suffix('\n').ok_or_else(|| bad("the body does not end in a newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("the body does not end in a newline"))?;
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("no origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
         let size = lines.next().ok_or_else(|| bad("no size line"))?;
         if size.is_empty() || (size.len() > 1 && size.starts_with('0')) || !size.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("the size is not a decimal without leading zeros"));
@@ -78,7 +88,9 @@ impl Checkpoint {
 /// and the note (with every signature line, e.g. cosignatures, kept).
 pub fn open(bytes: &[u8], log: &StandardVerifier) -> Result<(Checkpoint, Note), CheckpointError> {
     if bytes.len() > MAX_NOTE_BYTES {
-        return Err(CheckpointError::Malformed(format!("longer than {MAX_NOTE_BYTES} bytes")));
+        return Err(CheckpointError::Malformed(format!(
+            "longer than {MAX_NOTE_BYTES} bytes"
+        )));
     }
     let note = Note::from_bytes(bytes).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
     let checkpoint = parse_note(&note)?;

@@ -58,7 +58,10 @@ impl Cosigner {
 
     /// Cosign a checkpoint body at `timestamp`.
     pub fn cosign(&self, checkpoint_text: &[u8], timestamp: u64) -> Signature {
-        assert!(timestamp <= i64::MAX as u64, "the spec bounds the timestamp by 2^63 - 1");
+        assert!(
+            timestamp <= i64::MAX as u64,
+            "the spec bounds the timestamp by 2^63 - 1"
+        );
         let sig = self.key.sign(&signed_message(timestamp, checkpoint_text));
         let mut bytes = timestamp.to_be_bytes().to_vec();
         bytes.extend_from_slice(&sig.to_bytes());
@@ -206,7 +209,9 @@ mod tests {
         let v = CosignatureVerifier::parse(&c.vkey()).unwrap();
         assert_eq!(v.key_id(), want);
         // The note verifier key (type 0x01) is not a cosigner key.
-        assert!(CosignatureVerifier::parse("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
+        assert!(
+            CosignatureVerifier::parse("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err()
+        );
     }
 
     #[test]
@@ -216,7 +221,10 @@ mod tests {
         let c = Cosigner::new("witness.example/w", ed25519_dalek::SigningKey::from_bytes(&seed));
         let v = CosignatureVerifier::parse(&c.vkey()).unwrap();
         let sig = c.cosign(C2SP_CHECKPOINT.as_bytes(), 1679315147);
-        assert_eq!(v.verify_timestamped(C2SP_CHECKPOINT.as_bytes(), sig.signature()), Some(1679315147));
+        assert_eq!(
+            v.verify_timestamped(C2SP_CHECKPOINT.as_bytes(), sig.signature()),
+            Some(1679315147)
+        );
         // Controls: another checkpoint, another timestamp, a flipped bit.
         let other = C2SP_CHECKPOINT.replace("20852163", "20852164");
         assert!(!v.verify(other.as_bytes(), sig.signature()));
@@ -228,7 +236,7 @@ mod tests {
         assert!(!v.verify(C2SP_CHECKPOINT.as_bytes(), &flipped));
         // In a note, beside the log's signature.
         let note = Note::new(C2SP_CHECKPOINT.as_bytes(), &[sig]).unwrap();
-        assert_eq!(count_cosigners(&note, &[v.clone()]), 1);
+        assert_eq!(count_cosigners(&note, std::slice::from_ref(&v)), 1);
         let bare = Note::new(C2SP_CHECKPOINT.as_bytes(), &[]).unwrap();
         assert_eq!(count_cosigners(&bare, &[v]), 0);
     }

@@ -34,7 +34,9 @@ pub struct PrivateKey {
 pub enum KeyError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{path} can be read by group or others (mode {mode:o}); a private key file must be 0600 (chmod 600 {path})")]
+    #[error(
+        "{path} can be read by group or others (mode {mode:o}); a private key file must be 0600 (chmod 600 {path})"
+    )]
     Loose { path: String, mode: u32 },
     #[error("not a signed-note private key (PRIVATE+KEY+name+id+key) or its key id does not match")]
     Format,

@@ -312,12 +312,17 @@ impl Checkpointer {
         let note = Note::new(signed.checkpoint.text().as_bytes(), &signed.log_sigs)
             .expect("a checkpoint body is a valid note text")
             .to_bytes();
-        let asks = self.witnesses.iter().enumerate().filter(|(i, _)| signed.cosigs[*i].is_none()).map(|(i, w)| {
-            let note = note.clone();
-            let checkpoint = signed.checkpoint.clone();
-            let known = sizes[i];
-            async move { (i, submit(client, ledger, w, &checkpoint, &note, known).await) }
-        });
+        let asks = self
+            .witnesses
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| signed.cosigs[*i].is_none())
+            .map(|(i, w)| {
+                let note = note.clone();
+                let checkpoint = signed.checkpoint.clone();
+                let known = sizes[i];
+                async move { (i, submit(client, ledger, w, &checkpoint, &note, known).await) }
+            });
         let mut changed = false;
         for (i, (size, result)) in futures_util::future::join_all(asks).await {
             sizes[i] = size;
@@ -443,7 +448,12 @@ async fn submit(
             }
         };
         if text.len() > MAX_WITNESS_ANSWER_BYTES {
-            return (known, Err(anyhow::anyhow!("the witness answered more than {MAX_WITNESS_ANSWER_BYTES} bytes")));
+            return (
+                known,
+                Err(anyhow::anyhow!(
+                    "the witness answered more than {MAX_WITNESS_ANSWER_BYTES} bytes"
+                )),
+            );
         }
         let text = String::from_utf8_lossy(&text);
         match status {
@@ -459,7 +469,10 @@ async fn submit(
                         tracing::info!(witness = %witness.url, size = checkpoint.size, "cosigned");
                         (Some(checkpoint.size), Ok(sig))
                     }
-                    None => (known, Err(anyhow::anyhow!("the witness answered 200 without a valid cosignature"))),
+                    None => (
+                        known,
+                        Err(anyhow::anyhow!("the witness answered 200 without a valid cosignature")),
+                    ),
                 };
             }
             409 => match text.trim_end_matches('\n').parse::<u64>() {
@@ -503,7 +516,8 @@ mod tests {
 
     #[test]
     fn a_witness_target_is_a_url_and_a_cosigner_key() {
-        let c = super::super::cosignature::Cosigner::new("w.example/1", ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+        let c =
+            super::super::cosignature::Cosigner::new("w.example/1", ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
         let t: WitnessTarget = format!("http://127.0.0.1:7380/+{}", c.vkey()).parse().unwrap();
         assert_eq!(t.url, "http://127.0.0.1:7380");
         assert!(format!("127.0.0.1:7380+{}", c.vkey()).parse::<WitnessTarget>().is_err());

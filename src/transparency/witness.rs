@@ -143,7 +143,9 @@ struct Submission {
 
 fn parse(body: &[u8]) -> Result<Submission, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8"))?;
-    let (head, rest) = text.split_once("\n\n").ok_or_else(|| bad("no empty line before the checkpoint"))?;
+    let (head, rest) = text
+        .split_once("\n\n")
+        .ok_or_else(|| bad("no empty line before the checkpoint"))?;
     let mut lines = head.split('\n');
     let old = lines
         .next()
@@ -163,7 +165,8 @@ fn parse(body: &[u8]) -> Result<Submission, ApiError> {
     if proof.len() > MAX_PROOF_LINES {
         return Err(bad(format!("more than {MAX_PROOF_LINES} proof lines")));
     }
-    let note = Note::from_bytes(rest.as_bytes()).map_err(|e| bad(format!("the checkpoint is not a signed note: {e}")))?;
+    let note =
+        Note::from_bytes(rest.as_bytes()).map_err(|e| bad(format!("the checkpoint is not a signed note: {e}")))?;
     let checkpoint = parse_note(&note).map_err(|e| bad(e.to_string()))?;
     Ok(Submission {
         old,
@@ -241,32 +244,36 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
     if s.old != stored_size {
         return Ok(Verdict::Conflict(stored_size));
     }
-    match &stored {
-        Some(old) if old.size == s.checkpoint.size => {
-            if old.root != s.checkpoint.root || !s.proof.is_empty() {
-                // Same size, another root: a second view of the log.
-                tracing::warn!(origin = %old.origin, size = old.size, "a checkpoint of the cosigned size with another root");
-                return Ok(Verdict::Conflict(stored_size));
-            }
+    let refusal = match &stored {
+        // Same size, another root: a second view of the log.
+        Some(old) if old.size == s.checkpoint.size && (old.root != s.checkpoint.root || !s.proof.is_empty()) => {
+            tracing::warn!(origin = %old.origin, size = old.size, "a checkpoint of the cosigned size with another root");
+            Some(Ok(Verdict::Conflict(stored_size)))
         }
-        // Every tree extends the empty one; the proof must then be empty.
-        Some(old) if old.size > 0 => {
-            if !verify_consistency(old.size, s.checkpoint.size, &s.proof, &old.root, &s.checkpoint.root) {
-                tracing::warn!(
-                    origin = %old.origin, old = old.size, new = s.checkpoint.size,
-                    "a signed checkpoint that does not extend the cosigned one"
-                );
-                return Err(ApiError::new(
-                    "inconsistent_checkpoint",
-                    format!(
-                        "the consistency proof from {} to {} does not verify against the checkpoint this witness cosigned",
-                        old.size, s.checkpoint.size
-                    ),
-                ));
-            }
+        Some(old) if old.size == s.checkpoint.size => None,
+        // Every tree extends the empty one (the proof must then be empty, below).
+        Some(old)
+            if old.size > 0
+                && !verify_consistency(old.size, s.checkpoint.size, &s.proof, &old.root, &s.checkpoint.root) =>
+        {
+            tracing::warn!(
+                origin = %old.origin, old = old.size, new = s.checkpoint.size,
+                "a signed checkpoint that does not extend the cosigned one"
+            );
+            Some(Err(ApiError::new(
+                "inconsistent_checkpoint",
+                format!(
+                    "the consistency proof from {} to {} does not verify against the checkpoint this witness cosigned",
+                    old.size, s.checkpoint.size
+                ),
+            )))
         }
-        _ if !s.proof.is_empty() => return Err(bad("the proof must be empty when the old size is 0")),
-        _ => {}
+        Some(old) if old.size > 0 => None,
+        _ if !s.proof.is_empty() => Some(Err(bad("the proof must be empty when the old size is 0"))),
+        _ => None,
+    };
+    if let Some(refused) = refusal {
+        return refused;
     }
     super::write_atomically(&state_path(&witness.dir, &s.checkpoint.origin), &s.note.to_bytes())
         .map_err(|e| ApiError::new("unavailable", format!("cannot save the witness state: {e}")))?;
@@ -274,5 +281,7 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
         .cosigner
         .cosign(s.checkpoint.text().as_bytes(), super::signer::unix_now());
     tracing::info!(origin = %s.checkpoint.origin, size = s.checkpoint.size, "cosigned");
-    Ok(Verdict::Cosigned(String::from_utf8(sig.to_bytes()).expect("a signature line is UTF-8")))
+    Ok(Verdict::Cosigned(
+        String::from_utf8(sig.to_bytes()).expect("a signature line is UTF-8"),
+    ))
 }

@@ -1592,7 +1592,15 @@ async fn signed_checkpoint(c: &mut Checker) {
     .await;
     // The first checkpoint is signed right after start; wait for it (bounded).
     for _ in 0..200 {
-        if app.client.get(app.url("/v1/audit/checkpoint")).send().await.unwrap().status() == 200 {
+        if app
+            .client
+            .get(app.url("/v1/audit/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -1601,7 +1609,8 @@ async fn signed_checkpoint(c: &mut Checker) {
     let ex = c.send(Method::GET, "/v1/audit/checkpoint", None).await;
     c.judge(&ex, 200);
     if !ex.body.starts_with("spec.test/log\n") || ex.content_type.as_deref() != Some("text/plain; charset=utf-8") {
-        c.failures.push(format!("not a checkpoint of spec.test/log: {}", ex.describe()));
+        c.failures
+            .push(format!("not a checkpoint of spec.test/log: {}", ex.describe()));
     }
     (c.base, c.auth) = (base, auth);
     app.stop().await;

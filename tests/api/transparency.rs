@@ -58,7 +58,16 @@ fn demo_store(dir: &Path) {
 }
 
 fn witness(dir: &Path, key: &Path, logs: &[&str], listen: &str) -> ServerProcess {
-    let mut args = vec!["witness", "--listen", listen, "--data-dir", s(dir), "--key", s(key), "--log"];
+    let mut args = vec![
+        "witness",
+        "--listen",
+        listen,
+        "--data-dir",
+        s(dir),
+        "--key",
+        s(key),
+        "--log",
+    ];
     args.extend_from_slice(logs);
     ServerProcess::start_command(&args)
 }
@@ -74,7 +83,12 @@ fn signing_server(data: &Path, key: &Path, witnesses: &[String]) -> ServerProces
 async fn append(server: &ServerProcess, summary: &str) {
     let res = reqwest::Client::new()
         .post(server.url("/v1/events"))
-        .json(&dev("report", "aleppo", "2024-12-02T00:00:00Z", json!({ "summary": summary })))
+        .json(&dev(
+            "report",
+            "aleppo",
+            "2024-12-02T00:00:00Z",
+            json!({ "summary": summary }),
+        ))
         .send()
         .await
         .unwrap();
@@ -190,7 +204,7 @@ async fn a_split_view_is_caught_by_the_witness_and_by_an_auditor_with_a_quorum()
     let target = format!("{}+{w_vkey}", wit.address);
 
     // A: one more event; signed and cosigned at 33.
-    let a = signing_server(&root.join("a"), &log_key, &[target.clone()]);
+    let a = signing_server(&root.join("a"), &log_key, std::slice::from_ref(&target));
     append(&a, "the history shown to newsroom A").await;
     let a_note = wait_for_checkpoint(&a, &log_vkey, Some(&w), 33, 1).await;
 
@@ -225,7 +239,12 @@ async fn a_split_view_is_caught_by_the_witness_and_by_an_auditor_with_a_quorum()
     let refused = audit("check-consistency", &b.address, &quorum).await;
     assert_eq!(refused.status.code(), Some(1), "{}", err(&refused));
     assert!(err(&refused).contains("0 valid cosignature"), "{}", err(&refused));
-    let refused = audit("check-inclusion", &b.address, &[&["--seq", "34"][..], &quorum[..]].concat()).await;
+    let refused = audit(
+        "check-inclusion",
+        &b.address,
+        &[&["--seq", "34"][..], &quorum[..]].concat(),
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(1), "{}", err(&refused));
     // Control: the log's signature alone does not tell the two apart; that is
     // what the witness is for.
@@ -298,8 +317,17 @@ async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_w
     let real = wait_for_checkpoint(&server, &log_vkey, Some(&w), 32, 1).await;
     let head = server.json("/v1/audit/head").await;
     let cp = Checkpoint::parse(&format!("{}\n", real.split("\n\n").next().unwrap())).unwrap();
-    assert_eq!(hex::encode(cp.root), head["root"].as_str().unwrap(), "the signed root is the tree's");
-    let saved = format!("20:{}", server.json("/v1/audit/proof/consistency?first=20&second=32").await["first_root"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(cp.root),
+        head["root"].as_str().unwrap(),
+        "the signed root is the tree's"
+    );
+    let saved = format!(
+        "20:{}",
+        server.json("/v1/audit/proof/consistency?first=20&second=32").await["first_root"]
+            .as_str()
+            .unwrap()
+    );
     let key = PrivateKey::load(&log_key).unwrap();
     let (other_key, other_vkey) = key_new(root, "someone.else/log", false);
     let other = PrivateKey::load(&other_key).unwrap();
@@ -318,7 +346,11 @@ async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_w
     for (what, served, fails_with) in [
         ("the real checkpoint (control)", real.as_str(), None),
         ("a tampered signature", tampered.as_str(), Some("invalid signature")),
-        ("a root that is not the tree's", wrong_root.as_str(), Some("does not verify")),
+        (
+            "a root that is not the tree's",
+            wrong_root.as_str(),
+            Some("does not verify"),
+        ),
         ("another log's checkpoint", misnamed.as_str(), Some("origin")),
     ] {
         let (url, handle) = lying_proxy(server.address.clone(), served.to_owned()).await;
@@ -331,7 +363,12 @@ async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_w
             }
         }
         let inc = audit("check-inclusion", &url, &["--seq", "5", "--vkey", &log_vkey]).await;
-        assert_eq!(inc.status.code(), Some(if fails_with.is_none() { 0 } else { 1 }), "{what}: {}", err(&inc));
+        assert_eq!(
+            inc.status.code(),
+            Some(if fails_with.is_none() { 0 } else { 1 }),
+            "{what}: {}",
+            err(&inc)
+        );
         handle.stop(true).await;
     }
     // The auditor who trusts another key refuses the real checkpoint.
@@ -423,8 +460,17 @@ async fn a_server_restored_from_an_older_backup_refuses_to_sign_and_keeps_the_la
     copy_dir(&root.join("backup"), &data);
     let server = signing_server(&data, &log_key, &[]);
     wait_for_log(&server, "the store was restored from an older backup").await;
-    assert_eq!(checkpoint_text(&server).await, (200, signed.clone()), "the last good checkpoint");
-    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        checkpoint_text(&server).await,
+        (200, signed.clone()),
+        "the last good checkpoint"
+    );
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("sitrep_checkpoint_refused 1"), "{metrics}");
     assert!(metrics.contains("sitrep_checkpoint_size 33"), "{metrics}");
 
@@ -432,10 +478,24 @@ async fn a_server_restored_from_an_older_backup_refuses_to_sign_and_keeps_the_la
     append(&server, "another thirty-third").await;
     append(&server, "and a thirty-fourth").await;
     wait_for_log(&server, "the store was forked or rewritten").await;
-    assert_eq!(checkpoint_text(&server).await, (200, signed), "still the last good checkpoint");
-    let (code, _, stderr) = sitrep(&["audit", "check-consistency", "--server", &server.address, "--vkey", &log_vkey]);
+    assert_eq!(
+        checkpoint_text(&server).await,
+        (200, signed),
+        "still the last good checkpoint"
+    );
+    let (code, _, stderr) = sitrep(&[
+        "audit",
+        "check-consistency",
+        "--server",
+        &server.address,
+        "--vkey",
+        &log_vkey,
+    ]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("save 33:"), "the auditor sees the signed 33, not the fork: {stderr}");
+    assert!(
+        stderr.contains("save 33:"),
+        "the auditor sees the signed 33, not the fork: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -471,7 +531,15 @@ async fn key_files_are_private_and_a_loose_one_is_refused() {
     assert_ne!(code, Some(0));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let data = tmp.path().join("data");
-    let (code, _, stderr) = sitrep(&["serve", "--data-dir", s(&data), "--listen", "127.0.0.1:0", "--signing-key", s(&key)]);
+    let (code, _, stderr) = sitrep(&[
+        "serve",
+        "--data-dir",
+        s(&data),
+        "--listen",
+        "127.0.0.1:0",
+        "--signing-key",
+        s(&key),
+    ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("must be 0600"), "{stderr}");
 }
