@@ -99,6 +99,9 @@ struct Signed {
     log_sigs: Vec<Signature>,
     /// One slot per witness: its cosignature of this checkpoint, once it gave one.
     cosigs: Vec<Option<Signature>>,
+    /// One slot per witness: it refused this checkpoint for good (a failed
+    /// proof, a conflict, an unknown key); ask again only with the next one.
+    refused: Vec<bool>,
 }
 
 impl Signed {
@@ -188,6 +191,7 @@ impl Checkpointer {
             checkpoint,
             log_sigs,
             cosigs,
+            refused: vec![false; self.witnesses.len()],
         }))
     }
 
@@ -291,6 +295,7 @@ impl Checkpointer {
             checkpoint,
             log_sigs: sig_lines(&String::from_utf8_lossy(&note.to_bytes())),
             cosigs: vec![None; self.witnesses.len()],
+            refused: vec![false; self.witnesses.len()],
         };
         // Durable before it is served or sent anywhere.
         if let Err(e) = self.persist(&next) {
@@ -316,7 +321,7 @@ impl Checkpointer {
             .witnesses
             .iter()
             .enumerate()
-            .filter(|(i, _)| signed.cosigs[*i].is_none())
+            .filter(|(i, _)| signed.cosigs[*i].is_none() && !signed.refused[*i])
             .map(|(i, w)| {
                 let note = note.clone();
                 let checkpoint = signed.checkpoint.clone();
@@ -327,11 +332,20 @@ impl Checkpointer {
         for (i, (size, result)) in futures_util::future::join_all(asks).await {
             sizes[i] = size;
             match result {
-                Ok(sig) => {
+                Submitted::Cosigned(sig) => {
                     signed.cosigs[i] = Some(sig);
                     changed = true;
                 }
-                Err(e) => tracing::warn!(witness = %self.witnesses[i].url, error = %e, "no cosignature"),
+                Submitted::Refused(e) => {
+                    signed.refused[i] = true;
+                    tracing::error!(
+                        witness = %self.witnesses[i].url, size = signed.checkpoint.size, error = %e,
+                        "the witness refuses this checkpoint"
+                    );
+                }
+                Submitted::Failed(e) => {
+                    tracing::warn!(witness = %self.witnesses[i].url, error = %e, "no cosignature yet; trying again next round")
+                }
             }
         }
         if changed {
@@ -386,6 +400,15 @@ fn proof_lines(ledger: &Ledger, old: u64, new: u64) -> anyhow::Result<Vec<String
         .collect()
 }
 
+/// How a submission to a witness ended.
+enum Submitted {
+    Cosigned(Signature),
+    /// The witness will not cosign this checkpoint.
+    Refused(anyhow::Error),
+    /// Unreachable, a 5xx, or an answer that makes no sense: try again.
+    Failed(anyhow::Error),
+}
+
 /// Submit one checkpoint to one witness (C2SP tlog-witness `add-checkpoint`),
 /// learning its size from a 409. Returns what the witness's size is believed
 /// to be afterwards, and its cosignature or why there is none.
@@ -396,7 +419,7 @@ async fn submit(
     checkpoint: &Checkpoint,
     note: &[u8],
     known: Option<u64>,
-) -> (Option<u64>, anyhow::Result<Signature>) {
+) -> (Option<u64>, Submitted) {
     let mut old = known.unwrap_or(0);
     let mut pause = WITNESS_BACKOFF;
     let mut last_err = anyhow::anyhow!("not tried");
@@ -404,7 +427,7 @@ async fn submit(
         if old > checkpoint.size {
             return (
                 Some(old),
-                Err(anyhow::anyhow!(
+                Submitted::Refused(anyhow::anyhow!(
                     "the witness has seen {old} events, more than this log's {}",
                     checkpoint.size
                 )),
@@ -415,8 +438,8 @@ async fn submit(
             let size = checkpoint.size;
             match tokio::task::spawn_blocking(move || proof_lines(&ledger, old, size)).await {
                 Ok(Ok(l)) => l,
-                Ok(Err(e)) => return (known, Err(e)),
-                Err(e) => return (known, Err(anyhow::anyhow!("{e}"))),
+                Ok(Err(e)) => return (known, Submitted::Failed(e)),
+                Err(e) => return (known, Submitted::Failed(anyhow::anyhow!("{e}"))),
             }
         };
         let mut body = format!("old {old}\n");
@@ -450,7 +473,7 @@ async fn submit(
         if text.len() > MAX_WITNESS_ANSWER_BYTES {
             return (
                 known,
-                Err(anyhow::anyhow!(
+                Submitted::Failed(anyhow::anyhow!(
                     "the witness answered more than {MAX_WITNESS_ANSWER_BYTES} bytes"
                 )),
             );
@@ -467,11 +490,11 @@ async fn submit(
                 return match found {
                     Some(sig) => {
                         tracing::info!(witness = %witness.url, size = checkpoint.size, "cosigned");
-                        (Some(checkpoint.size), Ok(sig))
+                        (Some(checkpoint.size), Submitted::Cosigned(sig))
                     }
                     None => (
                         known,
-                        Err(anyhow::anyhow!("the witness answered 200 without a valid cosignature")),
+                        Submitted::Failed(anyhow::anyhow!("the witness answered 200 without a valid cosignature")),
                     ),
                 };
             }
@@ -479,27 +502,27 @@ async fn submit(
                 Ok(size) if size == old => {
                     return (
                         Some(size),
-                        Err(anyhow::anyhow!(
+                        Submitted::Refused(anyhow::anyhow!(
                             "409: the witness holds a different tree of {size} events than this log"
                         )),
                     )
                 }
                 Ok(size) => old = size,
-                Err(_) => return (known, Err(anyhow::anyhow!("409 without a size: {text}"))),
+                Err(_) => return (known, Submitted::Failed(anyhow::anyhow!("409 without a size: {text}"))),
             },
             status => {
                 last_err = anyhow::anyhow!("the witness answered {status}: {}", text.trim());
                 if (400..500).contains(&status) {
                     // The witness refuses this checkpoint (bad proof, unknown
                     // key); asking again now would get the same answer.
-                    return (Some(old), Err(last_err));
+                    return (Some(old), Submitted::Refused(last_err));
                 }
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
         }
     }
-    (known, Err(last_err))
+    (known, Submitted::Failed(last_err))
 }
 
 /// Seconds since the Unix epoch, for cosignature timestamps.

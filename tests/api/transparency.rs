@@ -250,6 +250,14 @@ async fn a_split_view_is_caught_by_the_witness_and_by_an_auditor_with_a_quorum()
     // what the witness is for.
     let alone = audit("check-consistency", &b.address, &["--vkey", &log_vkey]).await;
     assert_eq!(alone.status.code(), Some(0), "{}", err(&alone));
+    // B asked the witness about its 34 once: a refusal is final for that
+    // checkpoint, although many rounds have passed since.
+    let refusals = b
+        .log()
+        .lines()
+        .filter(|l| l.contains("the witness refuses this checkpoint") && l.contains(r#""size":34"#))
+        .count();
+    assert_eq!(refusals, 1, "{}", b.log());
 }
 
 /// Serves a fixed checkpoint at `/v1/audit/checkpoint` and passes everything
@@ -415,15 +423,20 @@ async fn a_witness_killed_mid_stream_comes_back_with_its_state() {
     append(&server, "three").await;
     wait_for_checkpoint(&server, &log_vkey, None, 35, 0).await;
 
-    let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], &listen);
-    // Its state survived: it still knows a size of 33 or more (34 if the
-    // checkpoint of two reached it before the kill), not 0.
+    // Back on another port, out of the server's reach: its state survived, it
+    // still knows a size of 33 or more (34 if the checkpoint of two reached
+    // it before the kill), not 0.
+    let mut aside = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
     let (_, note) = checkpoint_text(&server).await;
-    let (status, ct, body) = add_checkpoint(&wit, 0, &[], &note).await;
+    let (status, ct, body) = add_checkpoint(&aside, 0, &[], &note).await;
     assert_eq!((status, ct.as_str()), (409, "text/x.tlog.size"), "{body}");
     let size: u64 = body.trim().parse().unwrap();
     assert!((33..=34).contains(&size), "{body}");
-    // And the server's next submission, from that size, is cosigned.
+    aside.signal("-TERM");
+    assert_eq!(aside.wait(Duration::from_secs(60)), Some(0));
+    // Back where the server looks for it: the server's next submission, from
+    // that size, is cosigned.
+    let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], &listen);
     wait_for_checkpoint(&server, &log_vkey, Some(&w), 35, 1).await;
     let (status, _, body) = add_checkpoint(&wit, 0, &[], &note).await;
     assert_eq!((status, body.as_str()), (409, "35\n"));
