@@ -486,6 +486,13 @@ async fn a_server_restored_from_an_older_backup_refuses_to_sign_and_keeps_the_la
         .unwrap();
     assert!(metrics.contains("sitrep_checkpoint_refused 1"), "{metrics}");
     assert!(metrics.contains("sitrep_checkpoint_size 33"), "{metrics}");
+    let health = server.json("/healthz").await;
+    assert!(
+        health["checkpoint_refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("older backup")),
+        "{health}"
+    );
 
     // It grows past the signed size, on another history: still refused.
     append(&server, "another thirty-third").await;
@@ -555,4 +562,18 @@ async fn key_files_are_private_and_a_loose_one_is_refused() {
     ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("must be 0600"), "{stderr}");
+    // Witnesses cosign only signed checkpoints.
+    let (_, w_vkey) = key_new(tmp.path(), "witness.test/w1", true);
+    let target = format!("http://127.0.0.1:1+{w_vkey}");
+    let (code, _, stderr) = sitrep(&[
+        "serve",
+        "--data-dir",
+        s(&data),
+        "--listen",
+        "127.0.0.1:0",
+        "--witness",
+        &target,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--witness needs --signing-key"), "{stderr}");
 }
