@@ -89,6 +89,8 @@ pub struct Checkpointer {
     published: RwLock<Option<Arc<Published>>>,
     /// Why the last round refused to sign, while it does.
     refused: Mutex<Option<String>>,
+    /// The last signed checkpoint as read at start, for [`Checkpointer::run`].
+    loaded: Mutex<Option<Signed>>,
 }
 
 /// The signer's own record of the last signed checkpoint.
@@ -132,10 +134,13 @@ impl Checkpointer {
             interval,
             published: RwLock::new(None),
             refused: Mutex::new(None),
+            loaded: Mutex::new(None),
         };
-        if let Some(signed) = c.load()? {
-            c.publish(&signed);
+        let signed = c.load()?;
+        if let Some(signed) = &signed {
+            c.publish(signed);
         }
+        *c.loaded.lock().expect("state lock") = signed;
         Ok(c)
     }
 
@@ -233,13 +238,7 @@ impl Checkpointer {
                 return;
             }
         };
-        let mut signed = match self.load() {
-            Ok(s) => s,
-            Err(e) => {
-                self.refuse(format!("{e:#}"));
-                return;
-            }
-        };
+        let mut signed = self.loaded.lock().expect("state lock").take();
         let mut witness_sizes: Vec<Option<u64>> = vec![None; self.witnesses.len()];
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

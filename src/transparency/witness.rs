@@ -93,7 +93,6 @@ impl WitnessApp {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(witness.clone())
-                .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
                 .service(web::resource("/add-checkpoint").route(web::post().to(add_checkpoint)))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::not_found("a witness answers only POST /add-checkpoint"))
@@ -199,8 +198,25 @@ enum Verdict {
     Conflict(u64),
 }
 
-async fn add_checkpoint(body: web::Bytes, witness: web::Data<Witness>) -> Result<HttpResponse, ApiError> {
-    let s = parse(&body)?;
+/// Read the body, refusing it (problem+json) as soon as it passes the limit.
+async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| bad(format!("the request body could not be read: {e}")))?;
+        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
+            return Err(ApiError::new(
+                "payload_too_large",
+                format!("an add-checkpoint body is at most {MAX_REQUEST_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn add_checkpoint(payload: web::Payload, witness: web::Data<Witness>) -> Result<HttpResponse, ApiError> {
+    let s = parse(&read_body(payload).await?)?;
     let origin = s.checkpoint.origin.clone();
     let keys = witness
         .logs

@@ -398,6 +398,9 @@ async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_w
     assert_eq!(status, 400, "an old size beyond the checkpoint: {body}");
     let (status, _, body) = add_checkpoint(&wit, 32, &["not base64".into()], &real).await;
     assert_eq!(status, 400, "{body}");
+    let huge = "A".repeat(64 * 1024);
+    let (status, ct, body) = add_checkpoint(&wit, 32, &[huge], &real).await;
+    assert_eq!((status, ct.as_str()), (413, "application/problem+json"), "{body}");
     let (status, _, _) = add_checkpoint(&wit, 32, &[], &real).await;
     assert_eq!(status, 200, "control: the real one is cosigned again");
 }
