@@ -129,6 +129,16 @@ impl Application {
         if settings.signing_key.is_none() && !settings.witnesses.is_empty() {
             bail!("--witness needs --signing-key: witnesses cosign only signed checkpoints");
         }
+        // The key and the last signed checkpoint, also before the store.
+        let checkpoints = match &settings.signing_key {
+            Some(key) => Some(Arc::new(Checkpointer::open(
+                &settings.data_dir,
+                key,
+                settings.witnesses.clone(),
+                settings.checkpoint_interval,
+            )?)),
+            None => None,
+        };
         let dir = settings.data_dir.clone();
         let started = std::time::Instant::now();
         let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir))
@@ -157,20 +167,10 @@ impl Application {
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let checkpoints = match &settings.signing_key {
-            Some(key) => {
-                let signer = Arc::new(Checkpointer::open(
-                    &settings.data_dir,
-                    key,
-                    settings.witnesses.clone(),
-                    settings.checkpoint_interval,
-                )?);
-                tracing::info!(vkey = %signer.vkey(), witnesses = settings.witnesses.len(), "signing checkpoints");
-                tokio::spawn(signer.clone().run(ledger.clone(), shutdown_rx.clone()));
-                Some(signer)
-            }
-            None => None,
-        };
+        if let Some(signer) = &checkpoints {
+            tracing::info!(vkey = %signer.vkey(), witnesses = settings.witnesses.len(), "signing checkpoints");
+            tokio::spawn(signer.clone().run(ledger.clone(), shutdown_rx.clone()));
+        }
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
