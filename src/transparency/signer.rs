@@ -42,7 +42,10 @@ const WITNESS_ATTEMPTS: u32 = 4;
 /// First pause between two attempts at a witness; doubled after each.
 const WITNESS_BACKOFF: Duration = Duration::from_millis(100);
 /// How long one request to a witness may take.
-const WITNESS_TIMEOUT: Duration = Duration::from_secs(10);
+const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one witness may hold up a round (its attempts together): a slow
+/// witness delays the next checkpoint by at most this, never an append.
+const WITNESS_ROUND_LIMIT: Duration = Duration::from_secs(10);
 /// Largest answer read from a witness.
 const MAX_WITNESS_ANSWER_BYTES: usize = 16 * 1024;
 
@@ -325,7 +328,20 @@ impl Checkpointer {
                 let note = note.clone();
                 let checkpoint = signed.checkpoint.clone();
                 let known = sizes[i];
-                async move { (i, submit(client, ledger, w, &checkpoint, &note, known).await) }
+                async move {
+                    let asked = tokio::time::timeout(
+                        WITNESS_ROUND_LIMIT,
+                        submit(client, ledger, w, &checkpoint, &note, known),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        (
+                            known,
+                            Submitted::Failed(anyhow::anyhow!("no answer within {WITNESS_ROUND_LIMIT:?}")),
+                        )
+                    });
+                    (i, asked)
+                }
             });
         let mut changed = false;
         for (i, (size, result)) in futures_util::future::join_all(asks).await {
