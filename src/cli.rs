@@ -27,7 +27,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, workers, rate_limit, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, workers, rate_limit, log_format,
+    /// signing_key, checkpoint_interval) for `serve` and the commands that share them; not for `witness`.
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -82,8 +83,8 @@ pub enum Command {
     /// watches, never two that are inconsistent. Its own process and data dir.
     Witness {
         /// Address to listen on.
-        #[arg(long, env = "SITREP_WITNESS_LISTEN", default_value = "127.0.0.1:7380")]
-        listen: String,
+        #[arg(long = "listen", env = "SITREP_WITNESS_LISTEN", default_value = "127.0.0.1:7380")]
+        witness_listen: String,
         /// The witness's own state directory (not a log's data dir).
         #[arg(
             long = "data-dir",
@@ -461,7 +462,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Witness {
-            listen,
+            witness_listen: listen,
             witness_dir,
             key,
             logs,
