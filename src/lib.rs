@@ -36,3 +36,6 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod transparency;
+
+#[cfg(test)]
+mod roundtrip_tests;

@@ -1585,7 +1585,8 @@ async fn signed_checkpoint(c: &mut Checker) {
         .unwrap()
         .save(&key)
         .unwrap();
-    let app = crate::helpers::spawn_app_with(tmp, true, |s| {
+    let app = crate::helpers::spawn_with(tmp, |s| {
+        s.demo = true;
         s.signing_key = Some(key.clone());
         s.checkpoint_interval = std::time::Duration::from_millis(50);
     })
