@@ -106,6 +106,11 @@ pub enum Command {
         /// The verifier key of a log to watch (printed by `sitrep key new`).
         #[arg(long = "log", required = true, num_args = 1..)]
         logs: Vec<String>,
+        /// Seconds a client has to send a request body once its head has arrived (`408` after).
+        #[arg(long = "body-timeout", env = "SITREP_WITNESS_BODY_TIMEOUT",
+              default_value_t = crate::startup::DEFAULT_BODY_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        witness_body_timeout: u64,
     },
     /// Make a bearer token: prints the token once, and the line for the tokens file.
     Token {
@@ -479,12 +484,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             witness_dir,
             key,
             logs,
+            witness_body_timeout,
         } => {
             let settings = crate::transparency::witness::WitnessSettings {
                 listen,
                 data_dir: witness_dir,
                 key,
                 logs,
+                body_timeout: std::time::Duration::from_secs(witness_body_timeout),
             };
             actix_web::rt::System::new().block_on(async move {
                 let app = crate::transparency::witness::WitnessApp::build(settings).await?;

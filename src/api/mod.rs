@@ -23,8 +23,9 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::ledger::Ledger;
-pub use edge::serve;
+pub use edge::{serve, serve_routes};
 pub use error::ApiError;
+pub(crate) use events::read_body;
 pub use stream::Subscribers;
 
 /// What every handler can reach.

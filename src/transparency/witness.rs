@@ -15,14 +15,18 @@
 //! old size beyond the checkpoint; 403 when no trusted key signed it; 404 for
 //! an unknown origin; 409 (`text/x.tlog.size`, its size) when the old size is
 //! not its size, or the sizes match and the roots differ; 422 when the proof
-//! fails. Refusals other than 409 are problem+json.
+//! fails. Refusals other than 409 are problem+json, and the witness serves
+//! behind the API's HTTP edge, so malformed HTTP, an overlong URI or head, a
+//! wrong method and a body that does not arrive in time are refused as the
+//! server refuses them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::http::header::{HeaderValue, ALLOW};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use anyhow::Context;
 use base64::prelude::{Engine, BASE64_STANDARD};
 use sha2::{Digest, Sha256};
@@ -40,6 +44,10 @@ pub const MAX_PROOF_LINES: usize = 63;
 const MAX_REQUEST_BYTES: usize = 1024 + MAX_PROOF_LINES * 48 + MAX_NOTE_BYTES;
 /// The media type of a 409's body.
 const SIZE_MEDIA_TYPE: &str = "text/x.tlog.size";
+/// The witness's one route.
+const ADD_CHECKPOINT: &str = "/add-checkpoint";
+/// HTTP worker threads: submissions are few, and serialised per witness.
+const WORKERS: usize = 2;
 
 pub struct WitnessSettings {
     pub listen: String,
@@ -47,6 +55,8 @@ pub struct WitnessSettings {
     pub key: PathBuf,
     /// The logs to witness, by their signed-note verifier keys.
     pub logs: Vec<String>,
+    /// Time a client has to send a request body.
+    pub body_timeout: std::time::Duration,
 }
 
 struct Witness {
@@ -58,11 +68,14 @@ struct Witness {
     /// can never both pass the check against the same old state (the race the
     /// spec describes, which would roll the state back).
     lock: Mutex<()>,
+    body_timeout: std::time::Duration,
 }
 
 pub struct WitnessApp {
     server: Server,
     port: u16,
+    /// Turns true when the witness starts shutting down: idle connections close.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl WitnessApp {
@@ -85,25 +98,24 @@ impl WitnessApp {
             logs,
             dir,
             lock: Mutex::new(()),
+            body_timeout: settings.body_timeout,
         });
         let listener = std::net::TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let vkey = witness.cosigner.vkey();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(witness.clone())
-                .service(web::resource("/add-checkpoint").route(web::post().to(add_checkpoint)))
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::not_found("a witness answers only POST /add-checkpoint"))
-                }))
-        })
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let server = crate::api::serve_routes(listener, WORKERS, stopping_rx, move |cfg| {
+            cfg.app_data(witness.clone())
+                .service(
+                    web::resource(ADD_CHECKPOINT)
+                        .route(web::post().to(add_checkpoint))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(not_found));
+        })?;
         tracing::info!(listen = %settings.listen, port, vkey = %vkey, logs = settings.logs.len(), "witness serving");
-        Ok(WitnessApp { server, port })
+        Ok(WitnessApp { server, port, stopping })
     }
 
     pub fn port(&self) -> u16 {
@@ -114,6 +126,7 @@ impl WitnessApp {
     pub async fn run_with_signals(self) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let handle = self.server.handle();
+        let stopping = self.stopping;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::spawn(async move {
@@ -121,11 +134,29 @@ impl WitnessApp {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
+            let _ = stopping.send(true);
             handle.stop(true).await;
         });
         self.server.await?;
         Ok(())
     }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "a witness answers only POST {ADD_CHECKPOINT}"
+    )))
+}
+
+/// `405` with `Allow`. The method is not echoed: a made-up one may be tens of kilobytes.
+async fn method_not_allowed() -> HttpResponse {
+    let mut res = ApiError::new(
+        "method_not_allowed",
+        format!("only POST is allowed on {ADD_CHECKPOINT}"),
+    )
+    .error_response();
+    res.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    res
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -198,25 +229,19 @@ enum Verdict {
     Conflict(u64),
 }
 
-/// Read the body, refusing it (problem+json) as soon as it passes the limit.
-async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    use futures_util::StreamExt;
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| bad(format!("the request body could not be read: {e}")))?;
-        if body.len() + chunk.len() > MAX_REQUEST_BYTES {
-            return Err(ApiError::new(
-                "payload_too_large",
-                format!("an add-checkpoint body is at most {MAX_REQUEST_BYTES} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-async fn add_checkpoint(payload: web::Payload, witness: web::Data<Witness>) -> Result<HttpResponse, ApiError> {
-    let s = parse(&read_body(payload).await?)?;
+async fn add_checkpoint(
+    req: HttpRequest,
+    payload: web::Payload,
+    witness: web::Data<Witness>,
+) -> Result<HttpResponse, ApiError> {
+    // The API's reader: the size limit, and the deadline that cuts off a trickle.
+    let body = crate::api::read_body(&req, payload, MAX_REQUEST_BYTES, witness.body_timeout)
+        .await
+        .map_err(|e| match e.code {
+            "malformed_json" => bad(e.detail),
+            _ => e,
+        })?;
+    let s = parse(&body)?;
     let origin = s.checkpoint.origin.clone();
     let keys = witness
         .logs

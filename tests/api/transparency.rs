@@ -13,7 +13,7 @@ use sitrep::transparency::checkpoint::{self, Checkpoint};
 use sitrep::transparency::cosignature::{count_cosigners, CosignatureVerifier};
 use sitrep::transparency::note::{verifier, PrivateKey};
 
-use crate::helpers::dev;
+use crate::helpers::{dev, raw, raw_exchange};
 use crate::process::{sitrep, sitrep_output, ServerProcess};
 
 /// Time between two checkpoints in these tests.
@@ -58,16 +58,14 @@ fn demo_store(dir: &Path) {
 }
 
 fn witness(dir: &Path, key: &Path, logs: &[&str], listen: &str) -> ServerProcess {
-    let mut args = vec![
-        "witness",
-        "--listen",
-        listen,
-        "--data-dir",
-        s(dir),
-        "--key",
-        s(key),
-        "--log",
-    ];
+    witness_with(dir, key, logs, listen, &[])
+}
+
+/// A witness with options of the test's own before its `--log` keys.
+fn witness_with(dir: &Path, key: &Path, logs: &[&str], listen: &str, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["witness", "--listen", listen, "--data-dir", s(dir), "--key", s(key)];
+    args.extend_from_slice(extra);
+    args.push("--log");
     args.extend_from_slice(logs);
     ServerProcess::start_command(&args)
 }
@@ -579,4 +577,68 @@ async fn key_files_are_private_and_a_loose_one_is_refused() {
     ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--witness needs --signing-key"), "{stderr}");
+}
+
+/// The witness is an HTTP server of its own: its refusals follow the server's
+/// rules (problem+json, a deadline for the body), and only `409` keeps the
+/// plain size body the C2SP spec fixes.
+#[tokio::test]
+async fn a_witness_refuses_at_its_edge_as_the_server_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (_, log_vkey) = key_new(root, "sitrep.test/log", false);
+    let (w_key, _) = key_new(root, "witness.test/w1", true);
+    let wit = witness_with(
+        &root.join("witness"),
+        &w_key,
+        &[&log_vkey],
+        "127.0.0.1:0",
+        &["--body-timeout", "1"],
+    );
+    let answer = |req: String| {
+        let address = wit.address.clone();
+        async move {
+            raw(&address, req.clone())
+                .await
+                .unwrap_or_else(|| panic!("no answer to {req:.80}"))
+        }
+    };
+    for method in ["GET", "PUT", "BREW"] {
+        let a = answer(format!(
+            "{method} /add-checkpoint HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        a.problem(405, "method_not_allowed");
+        assert_eq!(a.header("allow").as_deref(), Some("POST"), "{}", a.describe());
+    }
+    answer("GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into())
+        .await
+        .problem(404, "not_found");
+    answer("\u{1}\u{2} not http\r\n\r\n".into())
+        .await
+        .problem(400, "malformed_request");
+    let long = "a".repeat(9 * 1024);
+    answer(format!(
+        "POST /add-checkpoint?{long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    ))
+    .await
+    .problem(414, "uri_too_long");
+    let big = "a".repeat(130 * 1024);
+    answer(format!(
+        "GET /add-checkpoint HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"
+    ))
+    .await
+    .problem(431, "header_too_large");
+    // A body trickled a byte at a time is cut off at the deadline, not held.
+    let head = "POST /add-checkpoint HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n";
+    let a = raw_exchange(&wit.address, head.into(), vec![b'o'; 100], Duration::from_millis(300))
+        .await
+        .expect("an answer to a slow body");
+    a.problem(408, "request_timeout");
+    assert!(a.closed, "the connection is closed: {}", a.describe());
+    // Control: a well-formed submission from a log it does not watch is still the spec's 404.
+    let other = PrivateKey::generate("other.test/log").unwrap();
+    let note = forge(&other, "other.test/log", 0, [0; 32]);
+    let (status, ct, body) = add_checkpoint(&wit, 0, &[], &note).await;
+    assert_eq!((status, ct.as_str()), (404, "application/problem+json"), "{body}");
 }
