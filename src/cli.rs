@@ -206,9 +206,10 @@ pub enum KeyCommand {
         /// news.example/sitrep); for a witness, the witness's name.
         #[arg(long)]
         name: String,
-        /// Where to write the private key (never over an existing file).
+        /// Where to write the private key (never over an existing file); by
+        /// default `sitrep.key`, or `sitrep-witness.key` with --witness.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// A witness key: print the cosignature/v1 verifier key (type 0x04).
         #[arg(long)]
         witness: bool,
@@ -298,6 +299,11 @@ const CONFIG_KEYS: &[&str] = &[
     "signing_key",
     "checkpoint_interval",
 ];
+
+/// `sitrep key new`'s file without `--out`: a log's key.
+const DEFAULT_LOG_KEY: &str = "sitrep.key";
+/// `sitrep key new --witness`'s file without `--out`.
+const DEFAULT_WITNESS_KEY: &str = "sitrep-witness.key";
 
 /// Parse the command line, with defaults from `--config FILE` when given.
 pub fn parse() -> anyhow::Result<Cli> {
@@ -457,6 +463,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Key {
             command: KeyCommand::New { name, out, witness },
         } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(if witness { DEFAULT_WITNESS_KEY } else { DEFAULT_LOG_KEY }));
             let key = crate::transparency::note::PrivateKey::generate(&name)?;
             key.save(&out)
                 .with_context(|| format!("cannot write the key to {}", out.display()))?;

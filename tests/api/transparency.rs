@@ -579,6 +579,37 @@ async fn key_files_are_private_and_a_loose_one_is_refused() {
     assert!(stderr.contains("--witness needs --signing-key"), "{stderr}");
 }
 
+/// `sitrep key new --name ORIGIN`, as the contract writes it: without `--out`
+/// the key goes to a file of its kind's default name in the working directory.
+#[tokio::test]
+async fn key_new_with_only_a_name_writes_the_default_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sitrep"))
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["key", "new", "--name", "sitrep.test/log"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let vkey = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = tmp.path().join("sitrep.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(PrivateKey::load(&key).unwrap().vkey(), vkey);
+    let out = run(&["key", "new", "--name", "witness.test/w1", "--witness"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let w_vkey = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let w_key = PrivateKey::load(&tmp.path().join("sitrep-witness.key")).unwrap();
+    assert_eq!(w_key.name(), "witness.test/w1");
+    assert!(CosignatureVerifier::parse(&w_vkey).is_ok(), "{w_vkey}");
+    // Never over an existing key, the default one included.
+    let out = run(&["key", "new", "--name", "other.test/log"]);
+    assert!(!out.status.success());
+    assert_eq!(PrivateKey::load(&key).unwrap().vkey(), vkey);
+}
+
 /// The witness is an HTTP server of its own: its refusals follow the server's
 /// rules (problem+json, a deadline for the body), and only `409` keeps the
 /// plain size body the C2SP spec fixes.
