@@ -287,10 +287,19 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
     }
     let refusal = match &stored {
         // Same size, another root: a second view of the log.
-        Some(old) if old.size == s.checkpoint.size && (old.root != s.checkpoint.root || !s.proof.is_empty()) => {
+        Some(old) if old.size == s.checkpoint.size && old.root != s.checkpoint.root => {
             tracing::warn!(origin = %old.origin, size = old.size, "a checkpoint of the cosigned size with another root");
             Some(Ok(Verdict::Conflict(stored_size)))
         }
+        // The proof from a tree to itself is empty: any other does not verify.
+        Some(old) if old.size == s.checkpoint.size && !s.proof.is_empty() => Some(Err(ApiError::new(
+            "inconsistent_checkpoint",
+            format!(
+                "a consistency proof from {} to itself is empty, not {} hashes",
+                old.size,
+                s.proof.len()
+            ),
+        ))),
         Some(old) if old.size == s.checkpoint.size => None,
         // Every tree extends the empty one (the proof must then be empty, below).
         Some(old)

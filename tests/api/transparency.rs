@@ -673,3 +673,28 @@ async fn a_witness_refuses_at_its_edge_as_the_server_does() {
     let (status, ct, body) = add_checkpoint(&wit, 0, &[], &note).await;
     assert_eq!((status, ct.as_str()), (404, "application/problem+json"), "{body}");
 }
+
+/// tlog-witness with the old size equal to the checkpoint's: the roots must
+/// match (else `409`), and the consistency proof from a tree to itself is
+/// empty, so a non-empty one does not verify (`422`).
+#[tokio::test]
+async fn a_witness_judges_a_checkpoint_of_its_own_size_by_root_and_proof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
+    let (w_key, _) = key_new(root, "witness.test/w1", true);
+    let key = PrivateKey::load(&log_key).unwrap();
+    let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
+    let note = forge(&key, "sitrep.test/log", 5, [7; 32]);
+    let (status, _, body) = add_checkpoint(&wit, 0, &[], &note).await;
+    assert_eq!(status, 200, "{body}");
+    let hash = BASE64_STANDARD.encode([9u8; 32]);
+    let (status, ct, body) = add_checkpoint(&wit, 5, std::slice::from_ref(&hash), &note).await;
+    assert_eq!((status, ct.as_str()), (422, "application/problem+json"), "{body}");
+    let other_root = forge(&key, "sitrep.test/log", 5, [8; 32]);
+    let (status, ct, body) = add_checkpoint(&wit, 5, &[], &other_root).await;
+    assert_eq!((status, ct.as_str(), body.as_str()), (409, "text/x.tlog.size", "5\n"));
+    // Control: the same checkpoint with the empty proof is cosigned again.
+    let (status, _, body) = add_checkpoint(&wit, 5, &[], &note).await;
+    assert_eq!(status, 200, "{body}");
+}
