@@ -327,9 +327,9 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
     }
     super::write_atomically(&state_path(&witness.dir, &s.checkpoint.origin), &s.note.to_bytes())
         .map_err(|e| ApiError::new("unavailable", format!("cannot save the witness state: {e}")))?;
-    let sig = witness
-        .cosigner
-        .cosign(s.checkpoint.text().as_bytes(), super::signer::unix_now());
+    // The whole note body as submitted: extension lines, if the log writes
+    // any, are part of the cosigned message (tlog-cosignature).
+    let sig = witness.cosigner.cosign(s.note.text(), super::signer::unix_now());
     tracing::info!(origin = %s.checkpoint.origin, size = s.checkpoint.size, "cosigned");
     Ok(Verdict::Cosigned(
         String::from_utf8(sig.to_bytes()).expect("a signature line is UTF-8"),

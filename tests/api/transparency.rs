@@ -698,3 +698,31 @@ async fn a_witness_judges_a_checkpoint_of_its_own_size_by_root_and_proof() {
     let (status, _, body) = add_checkpoint(&wit, 5, &[], &note).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// tlog-cosignature: a checkpoint's extension lines, when a log writes them,
+/// are part of the cosigned message, so the cosignature verifies over the
+/// note body as submitted.
+#[tokio::test]
+async fn a_witness_cosigns_the_whole_checkpoint_body_extension_lines_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
+    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
+    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
+    let key = PrivateKey::load(&log_key).unwrap();
+    let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
+    let body = format!(
+        "sitrep.test/log\n3\n{}\nan extension line\n",
+        BASE64_STANDARD.encode([5u8; 32])
+    );
+    let mut note = signed_note::Note::new(body.as_bytes(), &[]).unwrap();
+    note.add_sigs(&[key.signer()]).unwrap();
+    let note = String::from_utf8(note.to_bytes()).unwrap();
+    let (status, _, line) = add_checkpoint(&wit, 0, &[], &note).await;
+    assert_eq!(status, 200, "{line}");
+    let cosigned = signed_note::Note::from_bytes(format!("{note}{line}").as_bytes()).unwrap();
+    assert!(
+        w.cosigned(&cosigned),
+        "the cosignature does not verify over the note body: {line}"
+    );
+}
