@@ -52,10 +52,22 @@ fn hashes(v: &[String], what: &str) -> anyhow::Result<Vec<[u8; 32]>> {
 }
 
 impl Auditor {
-    pub fn new(server: &str) -> anyhow::Result<Auditor> {
+    /// An auditor of `server`, sending `token` (a reader's) when the server
+    /// runs with tokens.
+    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Auditor> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Ok(Auditor {
             server: server.trim_end_matches('/').to_owned(),
-            client: reqwest::blocking::Client::builder().timeout(REQUEST_TIMEOUT).build()?,
+            client: reqwest::blocking::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .default_headers(headers)
+                .build()?,
         })
     }
 

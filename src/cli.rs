@@ -265,6 +265,9 @@ pub enum AuditCommand {
         /// signed checkpoint is only checked, for saving).
         #[arg(long, required_unless_present = "vkey")]
         saved: Option<Expectation>,
+        /// A reader's bearer token, for a server that runs with tokens.
+        #[arg(long, env = "SITREP_AUDIT_TOKEN")]
+        token: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -279,6 +282,9 @@ pub enum AuditCommand {
         /// head, or its signed checkpoint with --vkey).
         #[arg(long)]
         saved: Option<Expectation>,
+        /// A reader's bearer token, for a server that runs with tokens.
+        #[arg(long, env = "SITREP_AUDIT_TOKEN")]
+        token: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -594,38 +600,42 @@ fn audit(command: AuditCommand) -> anyhow::Result<i32> {
             eprintln!("save this: {}:{}", head.seq, hex::encode(root));
             Ok(0)
         }
-        AuditCommand::CheckConsistency { server, saved, trust } => {
-            match Auditor::new(&server)?.check_consistency(saved, trust.trust()?.as_ref()) {
-                Ok(head) => {
-                    println!("{}", serde_json::to_string_pretty(&head)?);
-                    let signed = match head.cosignatures {
-                        Some(n) => format!(" (signed checkpoint, {n} witness cosignature(s))"),
-                        None => String::new(),
-                    };
-                    match saved {
-                        Some(saved) => eprintln!(
-                            "ok: the log of {} events{signed} extends the saved tree of {}; save {}:{}",
-                            head.seq, saved.size, head.seq, head.root
-                        ),
-                        None => eprintln!(
-                            "ok: the checkpoint of {} events verifies{signed}; save {}:{}",
-                            head.seq, head.seq, head.root
-                        ),
-                    }
-                    Ok(0)
+        AuditCommand::CheckConsistency {
+            server,
+            saved,
+            token,
+            trust,
+        } => match Auditor::new(&server, token.as_deref())?.check_consistency(saved, trust.trust()?.as_ref()) {
+            Ok(head) => {
+                println!("{}", serde_json::to_string_pretty(&head)?);
+                let signed = match head.cosignatures {
+                    Some(n) => format!(" (signed checkpoint, {n} witness cosignature(s))"),
+                    None => String::new(),
+                };
+                match saved {
+                    Some(saved) => eprintln!(
+                        "ok: the log of {} events{signed} extends the saved tree of {}; save {}:{}",
+                        head.seq, saved.size, head.seq, head.root
+                    ),
+                    None => eprintln!(
+                        "ok: the checkpoint of {} events verifies{signed}; save {}:{}",
+                        head.seq, head.seq, head.root
+                    ),
                 }
-                Err(e) => {
-                    eprintln!("FAILED: {e:#}");
-                    Ok(1)
-                }
+                Ok(0)
             }
-        }
+            Err(e) => {
+                eprintln!("FAILED: {e:#}");
+                Ok(1)
+            }
+        },
         AuditCommand::CheckInclusion {
             server,
             seq,
             saved,
+            token,
             trust,
-        } => match Auditor::new(&server)?.check_inclusion(seq, saved, trust.trust()?.as_ref()) {
+        } => match Auditor::new(&server, token.as_deref())?.check_inclusion(seq, saved, trust.trust()?.as_ref()) {
             Ok((event, tree)) => {
                 println!("{}", serde_json::to_string_pretty(&event)?);
                 eprintln!("ok: event {seq} ({}) is in the tree of {} events", event.id, tree.size);

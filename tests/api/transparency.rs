@@ -14,7 +14,7 @@ use sitrep::transparency::cosignature::{count_cosigners, CosignatureVerifier};
 use sitrep::transparency::note::{verifier, PrivateKey};
 
 use crate::helpers::{dev, raw, raw_exchange};
-use crate::process::{sitrep, sitrep_output, ServerProcess};
+use crate::process::{sitrep, sitrep_output, tokens_file, ServerProcess};
 
 /// Time between two checkpoints in these tests.
 const INTERVAL: &str = "0.1";
@@ -725,4 +725,85 @@ async fn a_witness_cosigns_the_whole_checkpoint_body_extension_lines_included() 
         w.cosigned(&cosigned),
         "the cosignature does not verify over the note body: {line}"
     );
+}
+
+/// With tokens on (as on any address but loopback), the checkpoint is a
+/// reader's route like the other audit routes, counted under its own label,
+/// and the auditor reads it with `--token`.
+#[tokio::test]
+async fn the_checkpoint_needs_a_reader_token_and_the_auditor_sends_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = root.join("tokens");
+    let t = tokens_file(&file, &[("rita", "reader"), ("prom", "metrics")]);
+    let (reader, metrics) = (t[0].as_str(), t[1].as_str());
+    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
+    let server = ServerProcess::start(
+        &root.join("data"),
+        &[
+            "--demo",
+            "--tokens",
+            s(&file),
+            "--signing-key",
+            s(&log_key),
+            "--checkpoint-interval",
+            INTERVAL,
+        ],
+    );
+    let c = reqwest::Client::new();
+    let get = |token: Option<&str>| {
+        let mut r = c.get(server.url("/v1/audit/checkpoint"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let mut signed = false;
+    for _ in 0..POLLS {
+        if get(Some(reader)).await.unwrap().status() == 200 {
+            signed = true;
+            break;
+        }
+        tokio::time::sleep(POLL_PAUSE).await;
+    }
+    assert!(signed, "no checkpoint:\n{}", server.log());
+    let res = get(Some(reader)).await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    let (cp, _) = checkpoint::open(&res.bytes().await.unwrap(), &verifier(&log_vkey).unwrap()).unwrap();
+    assert_eq!(cp.size, 32);
+    let res = get(None).await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+    assert_eq!(get(Some(metrics)).await.unwrap().status(), 403);
+    let scraped = c
+        .get(server.url("/metrics"))
+        .bearer_auth(metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for status in ["200", "401", "403"] {
+        let label = format!("{{method=\"GET\",route=\"/v1/audit/checkpoint\",status=\"{status}\"}}");
+        assert!(scraped.contains(&label), "{label} missing from\n{scraped}");
+    }
+    // The auditor: refused without a token, at home with a reader's.
+    let o = audit("check-consistency", &server.address, &["--vkey", &log_vkey]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("401"), "{}", err(&o));
+    let o = audit(
+        "check-consistency",
+        &server.address,
+        &["--vkey", &log_vkey, "--token", reader],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = audit(
+        "check-inclusion",
+        &server.address,
+        &["--seq", "7", "--vkey", &log_vkey, "--token", reader],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
