@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 
 use crate::audit::{ConsistencyProof, Expectation, HeadView, InclusionProof};
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{event_hash, verify_consistency, verify_inclusion};
 use crate::domain::StoredEvent;
 use crate::transparency::checkpoint;
@@ -28,7 +29,7 @@ pub struct Trust {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckedHead {
     pub seq: u64,
-    pub root: String,
+    pub root: Hash,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cosignatures: Option<usize>,
 }
@@ -42,9 +43,8 @@ pub struct Auditor {
 }
 
 fn hash32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).with_context(|| format!("{what} is not 64 hex digits: {s}"))?;
-    Ok(out)
+    let hash: Hash = s.parse().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(*hash.as_bytes())
 }
 
 fn hashes(v: &[String], what: &str) -> anyhow::Result<Vec<[u8; 32]>> {
@@ -107,7 +107,7 @@ impl Auditor {
         }
         Ok(CheckedHead {
             seq: cp.size,
-            root: hex::encode(cp.root),
+            root: Hash::from(cp.root),
             cosignatures: Some(cosigned),
         })
     }
@@ -143,7 +143,7 @@ impl Auditor {
                 head.seq
             );
         }
-        let head_root = hash32(&head.root, "the head's root")?;
+        let head_root = *head.root.as_bytes();
         if saved.size == 0 {
             return Ok(head);
         }
@@ -193,7 +193,7 @@ impl Auditor {
                 };
                 Expectation {
                     size: head.seq,
-                    root: hash32(&head.root, "the head's root")?,
+                    root: *head.root.as_bytes(),
                 }
             }
         };
@@ -217,7 +217,7 @@ impl Auditor {
         }
         let p: InclusionProof = self.get(&format!("/v1/audit/proof/inclusion?seq={seq}&tree_size={}", tree.size))?;
         let path = hashes(&p.audit_path, "a proof hash")?;
-        let leaf = hash32(&recomputed, "the event hash")?;
+        let leaf = *recomputed.as_bytes();
         if p.leaf_index != seq - 1 || !verify_inclusion(seq - 1, tree.size, &leaf, &path, &tree.root) {
             bail!(
                 "the inclusion proof of event {seq} in the tree of {} does not verify",

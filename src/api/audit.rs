@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::audit::head_of;
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -21,7 +21,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .verifier
         .verify(&state.ledger)
         .await
-        .map_err(|e| ApiError::new("unavailable", e))?;
+        .map_err(|e| ApiError::new(Code::Unavailable, e))?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -42,7 +42,7 @@ pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     let ledger = state.ledger.clone();
     let proof = web::block(move || crate::audit::inclusion(ledger.store(), head, seq, tree_size))
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))?
         .map_err(|e| {
             proof_error(
                 if seq == 0 || seq > tree_size {
@@ -66,7 +66,7 @@ pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result
     let ledger = state.ledger.clone();
     let proof = web::block(move || crate::audit::consistency(ledger.store(), head, first, second))
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))?
         .map_err(|e| {
             proof_error(
                 if second == 0 || second > head {
@@ -89,9 +89,12 @@ pub async fn checkpoint(req: HttpRequest, state: web::Data<AppState>) -> Result<
         .checkpoints
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this server signs no checkpoints (start it with --signing-key FILE)"))?;
-    let published = signer
-        .published()
-        .ok_or_else(|| ApiError::new("unavailable", "no checkpoint has been signed yet; try again shortly"))?;
+    let published = signer.published().ok_or_else(|| {
+        ApiError::new(
+            Code::Unavailable,
+            "no checkpoint has been signed yet; try again shortly",
+        )
+    })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(("cache-control", "no-store"))

@@ -35,7 +35,7 @@ use signed_note::{Note, StandardVerifier, Verifier as _, VerifierList};
 use super::checkpoint::{parse_note, Checkpoint, MAX_NOTE_BYTES};
 use super::cosignature::Cosigner;
 use super::note::{verifier, PrivateKey};
-use crate::api::ApiError;
+use crate::api::{ApiError, Code};
 use crate::domain::integrity::verify_consistency;
 
 /// Most consistency proof lines a request may carry (the spec's bound).
@@ -151,7 +151,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// `405` with `Allow`. The method is not echoed: a made-up one may be tens of kilobytes.
 async fn method_not_allowed() -> HttpResponse {
     let mut res = ApiError::new(
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("only POST is allowed on {ADD_CHECKPOINT}"),
     )
     .error_response();
@@ -160,7 +160,7 @@ async fn method_not_allowed() -> HttpResponse {
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
-    ApiError::new("malformed_checkpoint", detail)
+    ApiError::new(Code::MalformedCheckpoint, detail)
 }
 
 /// A parsed `add-checkpoint` body.
@@ -212,7 +212,7 @@ fn state_path(dir: &Path, origin: &str) -> PathBuf {
 
 /// The last cosigned checkpoint of `origin`, if any.
 fn read_state(dir: &Path, origin: &str) -> Result<Option<Checkpoint>, ApiError> {
-    let unavailable = |e: String| ApiError::new("unavailable", format!("the witness state of {origin}: {e}"));
+    let unavailable = |e: String| ApiError::new(Code::Unavailable, format!("the witness state of {origin}: {e}"));
     match std::fs::read(state_path(dir, origin)) {
         Ok(bytes) => {
             let note = Note::from_bytes(&bytes).map_err(|e| unavailable(e.to_string()))?;
@@ -238,7 +238,7 @@ async fn add_checkpoint(
     let body = crate::api::read_body(&req, payload, MAX_REQUEST_BYTES, witness.body_timeout)
         .await
         .map_err(|e| match e.code {
-            "malformed_json" => bad(e.detail),
+            Code::MalformedJson => bad(e.detail),
             _ => e,
         })?;
     let s = parse(&body)?;
@@ -246,7 +246,7 @@ async fn add_checkpoint(
     let keys = witness
         .logs
         .get(&origin)
-        .ok_or_else(|| ApiError::new("unknown_log", format!("this witness does not watch '{origin}'")))?;
+        .ok_or_else(|| ApiError::new(Code::UnknownLog, format!("this witness does not watch '{origin}'")))?;
     let known = VerifierList::new(
         keys.iter()
             .map(|k| Box::new(k.clone()) as Box<dyn signed_note::Verifier>)
@@ -254,7 +254,7 @@ async fn add_checkpoint(
     );
     s.note.verify(&known).map_err(|e| {
         ApiError::new(
-            "checkpoint_unverified",
+            Code::CheckpointUnverified,
             format!("no trusted key of '{origin}' signed this checkpoint: {e}"),
         )
     })?;
@@ -267,7 +267,7 @@ async fn add_checkpoint(
     let w = witness.clone();
     let verdict = web::block(move || check_and_cosign(&w, s))
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))??;
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
     match verdict {
         Verdict::Cosigned(line) => Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(line)),
         Verdict::Conflict(size) => Ok(HttpResponse::Conflict()
@@ -293,7 +293,7 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
         }
         // The proof from a tree to itself is empty: any other does not verify.
         Some(old) if old.size == s.checkpoint.size && !s.proof.is_empty() => Some(Err(ApiError::new(
-            "inconsistent_checkpoint",
+            Code::InconsistentCheckpoint,
             format!(
                 "a consistency proof from {} to itself is empty, not {} hashes",
                 old.size,
@@ -311,7 +311,7 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
                 "a signed checkpoint that does not extend the cosigned one"
             );
             Some(Err(ApiError::new(
-                "inconsistent_checkpoint",
+                Code::InconsistentCheckpoint,
                 format!(
                     "the consistency proof from {} to {} does not verify against the checkpoint this witness cosigned",
                     old.size, s.checkpoint.size
@@ -326,7 +326,7 @@ fn check_and_cosign(witness: &Witness, s: Submission) -> Result<Verdict, ApiErro
         return refused;
     }
     super::write_atomically(&state_path(&witness.dir, &s.checkpoint.origin), &s.note.to_bytes())
-        .map_err(|e| ApiError::new("unavailable", format!("cannot save the witness state: {e}")))?;
+        .map_err(|e| ApiError::new(Code::Unavailable, format!("cannot save the witness state: {e}")))?;
     // The whole note body as submitted: extension lines, if the log writes
     // any, are part of the cosigned message (tlog-cosignature).
     let sig = witness.cosigner.cosign(s.note.text(), super::signer::unix_now());

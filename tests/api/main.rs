@@ -14,6 +14,8 @@ mod crash;
 mod errors;
 mod faults;
 mod merkle;
+mod model;
+mod old_log;
 mod process;
 mod reads;
 mod restart;
