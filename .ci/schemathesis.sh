@@ -13,7 +13,8 @@
 #   SITREP_ST_SEED=1234 bash .ci/schemathesis.sh      # replay the seed a failed run printed
 #
 # The server runs open (no tokens), as any unauthenticated server must: on a loopback
-# address, with the demo scenario in a fresh temporary data directory.
+# address, with the demo scenario in a fresh temporary data directory, signing checkpoints
+# with a key made for the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -51,8 +52,10 @@ trap 'exit 143' TERM
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
 mkdir "$work/data" "$work/run"
+# With a signing key, so GET /v1/audit/checkpoint answers its checkpoint.
+target/debug/sitrep key new --name ci.example/sitrep --out "$work/log.key" >/dev/null 2>&1
 RUST_LOG=${RUST_LOG:-warn} target/debug/sitrep serve --demo --listen "127.0.0.1:$port" \
-  --data-dir "$work/data" >"$work/server.log" 2>&1 &
+  --data-dir "$work/data" --signing-key "$work/log.key" >"$work/server.log" 2>&1 &
 server_pid=$!
 
 for _ in $(seq 1 100); do

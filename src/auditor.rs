@@ -1,6 +1,8 @@
 //! The third-party checks: talk to a running server over HTTP and verify what
-//! it says with RFC 9162 proofs, trusting only a tree head saved earlier. The
-//! checking itself is `domain::integrity`; this module fetches and reports.
+//! it says with RFC 9162 proofs, trusting only a tree head saved earlier or,
+//! with a [`Trust`], a checkpoint signed by the log's key and cosigned by a
+//! quorum of witnesses. The checking itself is `domain::integrity` and
+//! `transparency`; this module fetches and reports.
 
 use std::time::Duration;
 
@@ -11,6 +13,26 @@ use crate::audit::{ConsistencyProof, Expectation, HeadView, InclusionProof};
 use crate::domain::hash::Hash;
 use crate::domain::integrity::{event_hash, verify_consistency, verify_inclusion};
 use crate::domain::StoredEvent;
+use crate::transparency::checkpoint;
+use crate::transparency::cosignature::{count_cosigners, CosignatureVerifier};
+
+/// Whom the auditor trusts for the current tree head: the log's key, and a
+/// quorum of witnesses.
+pub struct Trust {
+    pub log: signed_note::StandardVerifier,
+    pub witnesses: Vec<CosignatureVerifier>,
+    pub quorum: usize,
+}
+
+/// A tree head the auditor has checked: size, hex root, and (from a signed
+/// checkpoint) how many of the trusted witnesses cosigned it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckedHead {
+    pub seq: u64,
+    pub root: Hash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosignatures: Option<usize>,
+}
 
 /// How long one request to the server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,10 +52,22 @@ fn hashes(v: &[String], what: &str) -> anyhow::Result<Vec<[u8; 32]>> {
 }
 
 impl Auditor {
-    pub fn new(server: &str) -> anyhow::Result<Auditor> {
+    /// An auditor of `server`, sending `token` (a reader's) when the server
+    /// runs with tokens.
+    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Auditor> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Ok(Auditor {
             server: server.trim_end_matches('/').to_owned(),
-            client: reqwest::blocking::Client::builder().timeout(REQUEST_TIMEOUT).build()?,
+            client: reqwest::blocking::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .default_headers(headers)
+                .build()?,
         })
     }
 
@@ -52,10 +86,56 @@ impl Auditor {
         self.get("/v1/audit/head")
     }
 
-    /// Prove that the server's current log extends the tree `saved`. Returns the
-    /// current head, which the auditor saves for next time.
-    pub fn check_consistency(&self, saved: Expectation) -> anyhow::Result<HeadView> {
-        let head = self.head()?;
+    /// The server's signed checkpoint, verified under the log's key, with at
+    /// least `quorum` valid cosignatures of the trusted witnesses.
+    pub fn signed_head(&self, trust: &Trust) -> anyhow::Result<CheckedHead> {
+        let url = format!("{}/v1/audit/checkpoint", self.server);
+        let res = self.client.get(&url).send().with_context(|| format!("GET {url}"))?;
+        let status = res.status();
+        let body = res.bytes()?;
+        if !status.is_success() {
+            bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let (cp, note) = checkpoint::open(&body, &trust.log)?;
+        let cosigned = count_cosigners(&note, &trust.witnesses);
+        if cosigned < trust.quorum {
+            bail!(
+                "the checkpoint of {} events has {cosigned} valid cosignature(s) of the trusted witnesses, {} required: no quorum of witnesses vouches that this is the one history everyone sees",
+                cp.size,
+                trust.quorum
+            );
+        }
+        Ok(CheckedHead {
+            seq: cp.size,
+            root: Hash::from(cp.root),
+            cosignatures: Some(cosigned),
+        })
+    }
+
+    /// The tree head to check against: the signed checkpoint with `trust`,
+    /// else the server's unsigned head.
+    fn current(&self, trust: Option<&Trust>) -> anyhow::Result<CheckedHead> {
+        match trust {
+            Some(t) => self.signed_head(t),
+            None => {
+                let h = self.head()?;
+                Ok(CheckedHead {
+                    seq: h.seq,
+                    root: h.root,
+                    cosignatures: None,
+                })
+            }
+        }
+    }
+
+    /// Prove that the server's current log (its signed checkpoint, with
+    /// `trust`) extends the tree `saved`. Returns the current head, which the
+    /// auditor saves for next time.
+    pub fn check_consistency(&self, saved: Option<Expectation>, trust: Option<&Trust>) -> anyhow::Result<CheckedHead> {
+        let head = self.current(trust)?;
+        let Some(saved) = saved else {
+            return Ok(head);
+        };
         if head.seq < saved.size {
             bail!(
                 "the log shrank: the saved tree has {} events, the server's head is {}",
@@ -97,11 +177,20 @@ impl Auditor {
 
     /// Prove that event `seq`, re-hashed from its content, is in the tree of
     /// `tree` (a saved head) or of the current head.
-    pub fn check_inclusion(&self, seq: u64, tree: Option<Expectation>) -> anyhow::Result<(StoredEvent, Expectation)> {
+    pub fn check_inclusion(
+        &self,
+        seq: u64,
+        tree: Option<Expectation>,
+        trust: Option<&Trust>,
+    ) -> anyhow::Result<(StoredEvent, Expectation)> {
+        let signed = trust.map(|t| self.signed_head(t)).transpose()?;
         let tree = match tree {
             Some(t) => t,
             None => {
-                let head = self.head()?;
+                let head = match signed {
+                    Some(h) => h,
+                    None => self.current(None)?,
+                };
                 Expectation {
                     size: head.seq,
                     root: *head.root.as_bytes(),

@@ -26,7 +26,9 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, max_subscribers, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit,
+    /// max_subscribers, log_format, signing_key, checkpoint_interval) for `serve` and the commands that share them;
+    /// not for `witness`.
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -68,6 +70,47 @@ pub enum Command {
         /// at most a quarter of them.
         #[arg(long, env = "SITREP_MAX_SUBSCRIBERS", default_value_t = crate::startup::DEFAULT_MAX_SUBSCRIBERS)]
         max_subscribers: usize,
+        /// The log's private key (from `sitrep key new`): sign checkpoints,
+        /// served at GET /v1/audit/checkpoint. The key's name is the origin.
+        #[arg(long, env = "SITREP_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+        /// Seconds between two checkpoints (a new one only when the log grew).
+        #[arg(long, env = "SITREP_CHECKPOINT_INTERVAL", default_value_t = crate::transparency::signer::DEFAULT_INTERVAL.as_secs_f64(), value_parser = interval)]
+        checkpoint_interval: f64,
+        /// A witness, URL+VKEY (its add-checkpoint prefix and cosignature key);
+        /// repeat for several. Needs --signing-key.
+        #[arg(long = "witness")]
+        witness: Vec<crate::transparency::signer::WitnessTarget>,
+    },
+    /// Make keys for signed checkpoints and witnesses.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Run a witness (C2SP tlog-witness): cosign the checkpoints of the logs it
+    /// watches, never two that are inconsistent. Its own process and data dir.
+    Witness {
+        /// Address to listen on.
+        #[arg(long = "listen", env = "SITREP_WITNESS_LISTEN", default_value = "127.0.0.1:7380")]
+        witness_listen: String,
+        /// The witness's own state directory (not a log's data dir).
+        #[arg(
+            long = "data-dir",
+            env = "SITREP_WITNESS_DATA_DIR",
+            default_value = "./sitrep-witness"
+        )]
+        witness_dir: PathBuf,
+        /// The witness's private key (`sitrep key new --witness`).
+        #[arg(long, env = "SITREP_WITNESS_KEY")]
+        key: PathBuf,
+        /// The verifier key of a log to watch (printed by `sitrep key new`).
+        #[arg(long = "log", required = true, num_args = 1..)]
+        logs: Vec<String>,
+        /// Seconds a client has to send a request body once its head has arrived (`408` after).
+        #[arg(long = "body-timeout", env = "SITREP_WITNESS_BODY_TIMEOUT",
+              default_value_t = crate::startup::DEFAULT_BODY_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        witness_body_timeout: u64,
     },
     /// Make a bearer token: prints the token once, and the line for the tokens file.
     Token {
@@ -125,6 +168,10 @@ pub enum Command {
         /// Locations of the at-scale log.
         #[arg(long, default_value_t = 10_000)]
         scale_locations: u64,
+        /// Measure only signed checkpoints and witnesses: signing, serving, a
+        /// witness round trip, appends with and without two witnesses.
+        #[arg(long)]
+        checkpoints: bool,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
@@ -151,6 +198,57 @@ pub enum TokenCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// A fresh Ed25519 key named NAME, written to FILE (mode 0600). Prints the
+    /// verifier key to give to auditors and witnesses.
+    New {
+        /// The key's name: for a log, its checkpoints' origin (e.g.
+        /// news.example/sitrep); for a witness, the witness's name.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (never over an existing file); by
+        /// default `sitrep.key`, or `sitrep-witness.key` with --witness.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A witness key: print the cosignature/v1 verifier key (type 0x04).
+        #[arg(long)]
+        witness: bool,
+    },
+}
+
+/// What an auditor trusts checkpoints by.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrustArgs {
+    /// The log's verifier key: trust only checkpoints that verify under it
+    /// (GET /v1/audit/checkpoint), not the unsigned head.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// A witness's cosignature verifier key; repeat for several.
+    #[arg(long = "witness", requires = "vkey")]
+    witnesses: Vec<String>,
+    /// Cosignatures required from the --witness keys (default: all of them).
+    #[arg(long, requires = "vkey")]
+    quorum: Option<usize>,
+}
+
+impl TrustArgs {
+    fn trust(&self) -> anyhow::Result<Option<crate::auditor::Trust>> {
+        let Some(vkey) = &self.vkey else { return Ok(None) };
+        let log = crate::transparency::note::verifier(vkey).map_err(anyhow::Error::msg)?;
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|w| crate::transparency::cosignature::CosignatureVerifier::parse(w).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let quorum = self.quorum.unwrap_or(witnesses.len());
+        if quorum > witnesses.len() {
+            bail!("--quorum {quorum} needs at least {quorum} --witness keys");
+        }
+        Ok(Some(crate::auditor::Trust { log, witnesses, quorum }))
+    }
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Print the tree head of a data directory (seq, hash, root): save SEQ:ROOT.
     Head {
@@ -163,9 +261,15 @@ pub enum AuditCommand {
         /// Base URL of the server, e.g. http://127.0.0.1:8080
         #[arg(long, env = "SITREP_SERVER")]
         server: String,
-        /// The saved tree head, SEQ:ROOT.
-        #[arg(long)]
-        saved: Expectation,
+        /// The saved tree head, SEQ:ROOT (optional with --vkey: then the
+        /// signed checkpoint is only checked, for saving).
+        #[arg(long, required_unless_present = "vkey")]
+        saved: Option<Expectation>,
+        /// A reader's bearer token, for a server that runs with tokens.
+        #[arg(long, env = "SITREP_AUDIT_TOKEN")]
+        token: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Against a running server: re-hash event SEQ from its content and prove it
     /// is in the saved tree (or the current one).
@@ -174,9 +278,15 @@ pub enum AuditCommand {
         server: String,
         #[arg(long)]
         seq: u64,
-        /// The tree head to prove against, SIZE:ROOT (default: the server's head).
+        /// The tree head to prove against, SIZE:ROOT (default: the server's
+        /// head, or its signed checkpoint with --vkey).
         #[arg(long)]
         saved: Option<Expectation>,
+        /// A reader's bearer token, for a server that runs with tokens.
+        #[arg(long, env = "SITREP_AUDIT_TOKEN")]
+        token: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
 }
 
@@ -192,7 +302,14 @@ const CONFIG_KEYS: &[&str] = &[
     "rate_limit",
     "max_subscribers",
     "log_format",
+    "signing_key",
+    "checkpoint_interval",
 ];
+
+/// `sitrep key new`'s file without `--out`: a log's key.
+const DEFAULT_LOG_KEY: &str = "sitrep.key";
+/// `sitrep key new --witness`'s file without `--out`.
+const DEFAULT_WITNESS_KEY: &str = "sitrep-witness.key";
 
 /// Parse the command line, with defaults from `--config FILE` when given.
 pub fn parse() -> anyhow::Result<Cli> {
@@ -269,6 +386,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             tokens,
             rate_limit,
             max_subscribers,
+            signing_key,
+            checkpoint_interval,
+            witness,
         } => {
             let settings = Settings {
                 body_limit,
@@ -278,6 +398,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 tokens,
                 rate_per_second: rate_limit,
                 max_subscribers,
+                signing_key,
+                checkpoint_interval: std::time::Duration::from_secs_f64(checkpoint_interval),
+                witnesses: witness,
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {
@@ -343,6 +466,52 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit { command } => audit(command),
+        Command::Key {
+            command: KeyCommand::New { name, out, witness },
+        } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(if witness { DEFAULT_WITNESS_KEY } else { DEFAULT_LOG_KEY }));
+            let key = crate::transparency::note::PrivateKey::generate(&name)?;
+            key.save(&out)
+                .with_context(|| format!("cannot write the key to {}", out.display()))?;
+            if witness {
+                let c = crate::transparency::cosignature::Cosigner::new(key.name(), key.ed25519().clone());
+                println!("{}", c.vkey());
+                eprintln!(
+                    "Private key written to {} (0600). The line above is the witness's verifier key: give it to \
+                     the log (serve --witness URL+VKEY) and to auditors (--witness VKEY).",
+                    out.display()
+                );
+            } else {
+                println!("{}", key.vkey());
+                eprintln!(
+                    "Private key written to {} (0600). The line above is the log's verifier key: give it to \
+                     auditors (--vkey) and witnesses (--log); start the server with --signing-key {}.",
+                    out.display(),
+                    out.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Witness {
+            witness_listen: listen,
+            witness_dir,
+            key,
+            logs,
+            witness_body_timeout,
+        } => {
+            let settings = crate::transparency::witness::WitnessSettings {
+                listen,
+                data_dir: witness_dir,
+                key,
+                logs,
+                body_timeout: std::time::Duration::from_secs(witness_body_timeout),
+            };
+            actix_web::rt::System::new().block_on(async move {
+                let app = crate::transparency::witness::WitnessApp::build(settings).await?;
+                app.run_with_signals().await
+            })?;
+            Ok(0)
+        }
         Command::Bench {
             server,
             token,
@@ -350,6 +519,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             seconds,
             scale_events,
             scale_locations,
+            checkpoints,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -358,6 +528,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 seconds,
                 scale_events,
                 scale_locations: scale_locations.max(1),
+                checkpoints,
             })?;
             Ok(0)
         }
@@ -396,6 +567,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// A checkpoint interval in seconds: positive and finite.
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0 to 86400 (e.g. 5 or 0.5)"
+        )),
+    }
+}
+
 fn open_existing(dir: &std::path::Path) -> anyhow::Result<Store> {
     if !dir.join("db").exists() {
         bail!("{} holds no sitrep store", dir.display());
@@ -419,13 +600,28 @@ fn audit(command: AuditCommand) -> anyhow::Result<i32> {
             eprintln!("save this: {}:{}", head.seq, hex::encode(root));
             Ok(0)
         }
-        AuditCommand::CheckConsistency { server, saved } => match Auditor::new(&server)?.check_consistency(saved) {
+        AuditCommand::CheckConsistency {
+            server,
+            saved,
+            token,
+            trust,
+        } => match Auditor::new(&server, token.as_deref())?.check_consistency(saved, trust.trust()?.as_ref()) {
             Ok(head) => {
                 println!("{}", serde_json::to_string_pretty(&head)?);
-                eprintln!(
-                    "ok: the log of {} events extends the saved tree of {}; save {}:{}",
-                    head.seq, saved.size, head.seq, head.root
-                );
+                let signed = match head.cosignatures {
+                    Some(n) => format!(" (signed checkpoint, {n} witness cosignature(s))"),
+                    None => String::new(),
+                };
+                match saved {
+                    Some(saved) => eprintln!(
+                        "ok: the log of {} events{signed} extends the saved tree of {}; save {}:{}",
+                        head.seq, saved.size, head.seq, head.root
+                    ),
+                    None => eprintln!(
+                        "ok: the checkpoint of {} events verifies{signed}; save {}:{}",
+                        head.seq, head.seq, head.root
+                    ),
+                }
                 Ok(0)
             }
             Err(e) => {
@@ -433,8 +629,13 @@ fn audit(command: AuditCommand) -> anyhow::Result<i32> {
                 Ok(1)
             }
         },
-        AuditCommand::CheckInclusion { server, seq, saved } => match Auditor::new(&server)?.check_inclusion(seq, saved)
-        {
+        AuditCommand::CheckInclusion {
+            server,
+            seq,
+            saved,
+            token,
+            trust,
+        } => match Auditor::new(&server, token.as_deref())?.check_inclusion(seq, saved, trust.trust()?.as_ref()) {
             Ok((event, tree)) => {
                 println!("{}", serde_json::to_string_pretty(&event)?);
                 eprintln!("ok: event {seq} ({}) is in the tree of {} events", event.id, tree.size);

@@ -16,6 +16,7 @@
 //!   projection.
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
 //! - [`auditor`]: the third-party checks a client runs against a server.
+//! - [`transparency`]: signed checkpoints, cosignatures, and the witness.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
@@ -34,6 +35,7 @@ pub mod projection;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod transparency;
 
 #[cfg(test)]
 mod roundtrip_tests;

@@ -104,6 +104,30 @@ pub fn render() -> String {
 }
 
 /// Register every metric now, so a scrape lists each one from the start.
+/// Size of the last signed checkpoint.
+pub static CHECKPOINT_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("sitrep_checkpoint_size", "Tree size of the last signed checkpoint").expect("metric")
+});
+
+/// Witness cosignatures on the served checkpoint.
+pub static CHECKPOINT_COSIGNATURES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "sitrep_checkpoint_cosignatures",
+        "Witness cosignatures on the served checkpoint"
+    )
+    .expect("metric")
+});
+
+/// 1 while the signer refuses to sign (the log does not extend the last
+/// signed checkpoint: an older backup or a fork).
+pub static CHECKPOINT_REFUSED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "sitrep_checkpoint_refused",
+        "1 while signing is refused because the log does not extend the last signed checkpoint"
+    )
+    .expect("metric")
+});
+
 pub fn init() {
     LazyLock::force(&APPENDED_EVENTS);
     LazyLock::force(&APPEND_REQUESTS);
@@ -116,6 +140,9 @@ pub fn init() {
     LazyLock::force(&SSE_SUBSCRIBERS);
     LazyLock::force(&HTTP_RESPONSES);
     LazyLock::force(&HTTP_SECONDS);
+    LazyLock::force(&CHECKPOINT_SIZE);
+    LazyLock::force(&CHECKPOINT_COSIGNATURES);
+    LazyLock::force(&CHECKPOINT_REFUSED);
     LazyLock::force(&VERIFY_STARTED);
     LazyLock::force(&VERIFY_CANCELLED);
     LazyLock::force(&SSE_CATCH_UP_EVENTS);

@@ -18,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::auth::Tokens;
 use crate::domain::limits::MAX_BODY_BYTES;
 use crate::ledger::{Appended, Ledger};
+use crate::transparency::signer::Checkpointer;
 
 /// Time a client has to send its request head.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +53,12 @@ pub struct Settings {
     pub tokens: Option<PathBuf>,
     /// Requests per second per principal (0: no limit). Applies with tokens.
     pub rate_per_second: u32,
+    /// The log's signing key: with it, the server signs checkpoints.
+    pub signing_key: Option<PathBuf>,
+    /// Time between two checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Witnesses to send each new checkpoint to.
+    pub witnesses: Vec<crate::transparency::signer::WitnessTarget>,
     /// Live-feed subscribers served at once (with tokens, a quarter per principal).
     pub max_subscribers: usize,
 }
@@ -67,6 +74,9 @@ impl Settings {
             workers: 0,
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
+            signing_key: None,
+            checkpoint_interval: crate::transparency::signer::DEFAULT_INTERVAL,
+            witnesses: Vec::new(),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
@@ -128,6 +138,19 @@ impl Application {
             ),
             None => None,
         };
+        if settings.signing_key.is_none() && !settings.witnesses.is_empty() {
+            bail!("--witness needs --signing-key: witnesses cosign only signed checkpoints");
+        }
+        // The key and the last signed checkpoint, also before the store.
+        let checkpoints = match &settings.signing_key {
+            Some(key) => Some(Arc::new(Checkpointer::open(
+                &settings.data_dir,
+                key,
+                settings.witnesses.clone(),
+                settings.checkpoint_interval,
+            )?)),
+            None => None,
+        };
         let dir = settings.data_dir.clone();
         let started = std::time::Instant::now();
         let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir))
@@ -157,6 +180,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (tokens_reloaded, tokens_reloaded_rx) = watch::channel(0);
+        if let Some(signer) = &checkpoints {
+            tracing::info!(vkey = %signer.vkey(), witnesses = settings.witnesses.len(), "signing checkpoints");
+            tokio::spawn(signer.clone().run(ledger.clone(), shutdown_rx.clone()));
+        }
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
@@ -165,6 +192,7 @@ impl Application {
             limiter,
             refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
+            checkpoints,
             subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
             verifier: Arc::default(),
             tokens_reloaded: tokens_reloaded_rx,

@@ -1,4 +1,5 @@
-//! `GET /v1/audit/head`, `GET /v1/audit/verify`.
+//! `GET /v1/audit/head`, `GET /v1/audit/verify`, the proofs, and
+//! `GET /v1/audit/checkpoint`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -77,4 +78,25 @@ pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result
             )
         })?;
     Ok(HttpResponse::Ok().json(proof))
+}
+
+/// `GET /v1/audit/checkpoint`: the last signed checkpoint (C2SP signed note)
+/// with the witnesses' cosignatures gathered so far. While the signer refuses
+/// to sign (see `transparency::signer`), this stays the last good one.
+pub async fn checkpoint(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Query::parse(req.query_string(), &[])?;
+    let signer = state
+        .checkpoints
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this server signs no checkpoints (start it with --signing-key FILE)"))?;
+    let published = signer.published().ok_or_else(|| {
+        ApiError::new(
+            Code::Unavailable,
+            "no checkpoint has been signed yet; try again shortly",
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .body(published.note.clone()))
 }

@@ -15,6 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, ResponseError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 use super::{configure, request_id, ApiError, AppState, Code, MAX_URI_BYTES};
 use crate::startup::{
@@ -23,6 +24,25 @@ use crate::startup::{
 
 /// Serve the API on `listener` with `workers` threads (0: one per core).
 pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, workers: usize) -> io::Result<Server> {
+    let stopping = state.shutdown.clone();
+    serve_routes(listener, workers, stopping, move |cfg| {
+        cfg.app_data(state.clone());
+        configure(cfg);
+    })
+}
+
+/// Serve `routes` on `listener` behind this edge and [`request_id`]: the API,
+/// and `sitrep witness`, whose refusals follow the same rules. Idle
+/// connections close once `stopping` turns true.
+pub fn serve_routes<F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    stopping: watch::Receiver<bool>,
+    routes: F,
+) -> io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let local = listener.local_addr()?;
     let mut builder = Server::build()
         .max_concurrent_connections(MAX_CONNECTIONS_PER_WORKER)
@@ -34,15 +54,14 @@ pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, worker
     let server = builder
         .listen("sitrep-http", listener, move || {
             let app = App::new()
-                .app_data(state.clone())
                 .wrap(from_fn(super::caching::http_cache))
                 .wrap(from_fn(request_id))
-                .configure(configure)
+                .configure(routes.clone())
                 .into_factory()
                 .map_err(|e| e.error_response());
             // Idle keep-alive connections close as soon as shutdown begins,
             // rather than holding the stop for the whole shutdown timeout.
-            let stopping = state.shutdown.clone();
+            let stopping = stopping.clone();
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let mut stopping = stopping.clone();

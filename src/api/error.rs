@@ -68,6 +68,11 @@ codes! {
     UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type"),
     HeaderTooLarge = ("header_too_large", 431, "Request header fields too large"),
     Unavailable = ("unavailable", 503, "Service unavailable"),
+    // `sitrep witness` (C2SP tlog-witness add-checkpoint).
+    MalformedCheckpoint = ("malformed_checkpoint", 400, "Malformed checkpoint submission"),
+    CheckpointUnverified = ("checkpoint_unverified", 403, "Checkpoint not signed by a trusted key"),
+    UnknownLog = ("unknown_log", 404, "Unknown log"),
+    InconsistentCheckpoint = ("inconsistent_checkpoint", 422, "Checkpoint inconsistent with the cosigned one"),
 }
 
 impl std::fmt::Display for Code {

@@ -42,7 +42,7 @@ const MIN_BODY_BYTES_PER_SECOND: usize = 16 * 1024;
 /// not all arrived by its deadline: `timeout` after the head, plus a second
 /// for every [`MIN_BODY_BYTES_PER_SECOND`] received. A trickled body would
 /// otherwise hold its connection and buffers for as long as the client likes.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

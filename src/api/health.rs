@@ -12,6 +12,9 @@ use super::{ApiError, AppState, Code};
 struct Health {
     status: &'static str,
     seq: u64,
+    /// Why checkpoints are not being signed, while they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_refused: Option<String>,
 }
 
 pub async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -23,7 +26,12 @@ pub async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         ));
     }
     let seq = state.ledger.read().head_seq();
-    Ok(HttpResponse::Ok().json(Health { status: "ok", seq }))
+    let checkpoint_refused = state.checkpoints.as_ref().and_then(|c| c.refused());
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok",
+        seq,
+        checkpoint_refused,
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format (roles admin and metrics).

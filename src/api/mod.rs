@@ -24,8 +24,9 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::ledger::Ledger;
-pub use edge::serve;
+pub use edge::{serve, serve_routes};
 pub use error::{ApiError, Code};
+pub(crate) use events::read_body;
 pub use stream::Subscribers;
 
 /// What every handler can reach.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub refusals: Option<Arc<guard::PeerLimiter>>,
     /// Turns true when the server starts shutting down: live feeds end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The checkpoint signer, when the server has a signing key.
+    pub checkpoints: Option<Arc<crate::transparency::signer::Checkpointer>>,
     /// The live feed's subscriber slots.
     pub subscribers: Arc<Subscribers>,
     /// The one verification of the log that runs at a time, and its last answer.
@@ -87,6 +90,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/audit/proof/inclusion"),
     ("GET", "/v1/audit/proof/consistency"),
+    ("GET", "/v1/audit/checkpoint"),
     ("GET", "/v1/events/stream"),
     ("GET", "/metrics"),
 ];
@@ -131,6 +135,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/audit/verify").route(web::get().to(audit::verify)))
         .service(at("/v1/audit/proof/inclusion").route(web::get().to(audit::inclusion)))
         .service(at("/v1/audit/proof/consistency").route(web::get().to(audit::consistency)))
+        .service(at("/v1/audit/checkpoint").route(web::get().to(audit::checkpoint)))
         .default_service(web::route().to(not_found).wrap(from_fn(guard::guard)));
 }
 

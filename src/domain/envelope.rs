@@ -102,72 +102,23 @@ impl NewEvent {
             }
         }
 
-        let id = match obj.get("id") {
-            None => None,
-            Some(Value::String(s)) => match Uuid::parse_str(s) {
-                Ok(u) => Some(u),
-                Err(_) => {
-                    errors.push(FieldError::new("id", "must be a UUID"));
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push(FieldError::new("id", "must be a UUID string"));
-                None
-            }
-        };
+        let id = text_member(obj, "id", "must be a UUID string", &mut errors, |s| {
+            Uuid::parse_str(s).map_err(|_| "must be a UUID".to_owned())
+        });
+        if !obj.contains_key("type") {
+            errors.push(FieldError::new("type", "is required"));
+        }
+        let event_type = text_member(obj, "type", "must be a string", &mut errors, str::parse::<EventType>);
 
-        let event_type = match obj.get("type") {
-            None => {
-                errors.push(FieldError::new("type", "is required"));
-                None
-            }
-            Some(Value::String(s)) => match s.parse::<EventType>() {
-                Ok(t) => Some(t),
-                Err(m) => {
-                    errors.push(FieldError::new("type", m));
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push(FieldError::new("type", "must be a string"));
-                None
-            }
-        };
-
-        let slug_member = |name: &str, errors: &mut Vec<FieldError>| -> Option<Slug> {
-            match obj.get(name) {
-                None => None,
-                Some(Value::String(s)) => match Slug::parse(s) {
-                    Ok(slug) => Some(slug),
-                    Err(m) => {
-                        errors.push(FieldError::new(name, m));
-                        None
-                    }
-                },
-                Some(_) => {
-                    errors.push(FieldError::new(name, "must be a string"));
-                    None
-                }
-            }
-        };
-        let location = slug_member("location", &mut errors);
-        let actor = slug_member("actor", &mut errors);
-
-        let occurred_at = match obj.get("occurred_at") {
-            None => None,
-            Some(Value::String(s)) => match read_time(s, reading == Reading::Posted) {
-                Ok(t) => Some(t),
-                Err(m) => {
-                    errors.push(FieldError::new("occurred_at", m));
-                    None
-                }
-            },
-            Some(_) => {
-                errors.push(FieldError::new("occurred_at", "must be an RFC 3339 date-time string"));
-                None
-            }
-        };
+        let location = text_member(obj, "location", "must be a string", &mut errors, Slug::parse);
+        let actor = text_member(obj, "actor", "must be a string", &mut errors, Slug::parse);
+        let occurred_at = text_member(
+            obj,
+            "occurred_at",
+            "must be an RFC 3339 date-time string",
+            &mut errors,
+            |s| read_time(s, reading == Reading::Posted),
+        );
 
         let occurred_precision = enum_member::<TimePrecision>(obj, "occurred_precision", &mut errors);
         if let Some(p) = occurred_precision {
@@ -347,20 +298,23 @@ fn enum_member<T: FromStr<Err = String>>(
     name: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<T> {
-    match obj.get(name) {
-        None => None,
-        Some(Value::String(s)) => match s.parse::<T>() {
-            Ok(p) => Some(p),
-            Err(m) => {
-                errors.push(FieldError::new(name, m));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new(name, "must be a string"));
-            None
-        }
-    }
+    text_member(obj, name, "must be a string", errors, str::parse::<T>)
+}
+
+/// An optional envelope member holding text that `parse` reads; what is
+/// wrong with it, if anything, is added to `errors` under its name.
+fn text_member<T, E: Into<String>>(
+    obj: &Map<String, Value>,
+    name: &str,
+    not_text: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Option<T> {
+    let outcome = match obj.get(name)? {
+        Value::String(s) => parse(s).map_err(Into::into),
+        _ => Err(not_text.to_owned()),
+    };
+    outcome.map_err(|m| errors.push(FieldError::new(name, m))).ok()
 }
 
 /// The envelope as the decoder reads it: an explicit `null` for an optional

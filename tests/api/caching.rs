@@ -99,6 +99,8 @@ async fn read_paths(app: &TestApp) -> Vec<(&'static str, String)> {
             "/v1/audit/verify" => "/v1/audit/verify".to_owned(),
             "/v1/audit/proof/inclusion" => "/v1/audit/proof/inclusion?seq=1".to_owned(),
             "/v1/audit/proof/consistency" => "/v1/audit/proof/consistency?first=1".to_owned(),
+            // Answered by a signing server only; the spec test revalidates it there.
+            "/v1/audit/checkpoint" => continue,
             other => panic!("the read route {other} has no request in this test: add one"),
         };
         paths.push((*route, path));

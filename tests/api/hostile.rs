@@ -336,6 +336,7 @@ const SAMPLE_PATHS: &[&str] = &[
     "/v1/audit/verify",
     "/v1/audit/proof/inclusion",
     "/v1/audit/proof/consistency",
+    "/v1/audit/checkpoint",
 ];
 
 /// Lengths around the limits of a request head: the 8 KiB URI, actix-http's

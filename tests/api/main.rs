@@ -24,3 +24,4 @@ mod security;
 mod spec;
 mod stream;
 mod strict_json;
+mod transparency;

@@ -16,10 +16,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `sitrep serve` on a random loopback port with JSON logs.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        args.extend_from_slice(extra);
+        ServerProcess::start_command(&args)
+    }
+
+    /// Start `sitrep <args>` (a command that logs the port it listens on) with
+    /// JSON logs, e.g. `serve` or `witness`.
+    pub fn start_command(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sitrep"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(["--log-format", "json"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

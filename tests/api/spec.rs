@@ -939,6 +939,9 @@ async fn responses_validate_against_the_spec() {
         ));
     }
     c.get("/v1/audit/proof/consistency?first=1", 200).await;
+    // No signing key on this server.
+    c.get("/v1/audit/checkpoint", 404).await;
+    c.get("/v1/audit/checkpoint?size=1", 400).await;
     c.get("/v1/audit/proof/consistency?first=1&second=1", 200).await;
     let same = c
         .get(
@@ -1384,6 +1387,7 @@ async fn responses_validate_against_the_spec() {
     app.stop().await;
     with_tokens(&mut c).await;
     rate_limited(&mut c).await;
+    signed_checkpoint(&mut c).await;
 
     // Every documented (operation, status) other than 503 was exercised at least
     // once, so the spec has no response this test never checks.
@@ -1535,7 +1539,12 @@ async fn revalidated(c: &mut Checker) {
     let page = c.expect(Method::GET, "/v1/events?limit=1", None, 200).await;
     let event = page["events"][0]["id"].as_str().unwrap_or_default().to_owned();
     for (method, template) in sitrep::api::ROUTES {
-        if *method != "GET" || !template.starts_with("/v1/") || *template == "/v1/events/stream" {
+        // The checkpoint is answered by a signing server: `signed_checkpoint`
+        // revalidates it there.
+        if *method != "GET"
+            || !template.starts_with("/v1/")
+            || matches!(*template, "/v1/events/stream" | "/v1/audit/checkpoint")
+        {
             continue;
         }
         let path = match *template {
@@ -1664,6 +1673,54 @@ async fn with_tokens(c: &mut Checker) {
 
     c.auth = None;
     s.stop().await;
+}
+
+/// `GET /v1/audit/checkpoint` on a server with a signing key.
+async fn signed_checkpoint(c: &mut Checker) {
+    let tmp = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let key = tmp.path().join("log.key");
+    sitrep::transparency::note::PrivateKey::generate("spec.test/log")
+        .unwrap()
+        .save(&key)
+        .unwrap();
+    let app = crate::helpers::spawn_with(tmp, |s| {
+        s.demo = true;
+        s.signing_key = Some(key.clone());
+        s.checkpoint_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    // The first checkpoint is signed right after start; wait for it (bounded).
+    for _ in 0..200 {
+        if app
+            .client
+            .get(app.url("/v1/audit/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (base, auth) = (std::mem::replace(&mut c.base, app.address.clone()), c.auth.take());
+    let ex = c.send(Method::GET, "/v1/audit/checkpoint", None).await;
+    c.judge(&ex, 200);
+    if !ex.body.starts_with("spec.test/log\n") || ex.content_type.as_deref() != Some("text/plain; charset=utf-8") {
+        c.failures
+            .push(format!("not a checkpoint of spec.test/log: {}", ex.describe()));
+    }
+    match c.last_header("etag") {
+        Some(tag) => {
+            c.if_none_match = Some(tag);
+            c.expect(Method::GET, "/v1/audit/checkpoint", None, 304).await;
+            c.if_none_match = None;
+        }
+        None => c.failures.push("GET /v1/audit/checkpoint: no ETag".to_owned()),
+    }
+    (c.base, c.auth) = (base, auth);
+    app.stop().await;
 }
 
 /// 429 on every guarded route: a principal held to one request a second.
