@@ -12,6 +12,7 @@ pub mod guard;
 mod health;
 mod locations;
 mod query;
+mod read;
 mod stream;
 
 use std::sync::Arc;
