@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::read::{Answer, Read};
+use super::read::{Answer, Read, JSON};
 use super::{ApiError, AppState, Code};
 use crate::audit::{head_of, ConsistencyProof, HeadView, InclusionProof, VerifyReport};
 
@@ -12,7 +12,7 @@ impl Answer for InclusionProof {}
 impl Answer for ConsistencyProof {}
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let head = head_of(&state.ledger.read());
     read.answer(&head)
 }
@@ -20,7 +20,7 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// One verification serves every caller waiting at once, its answer is kept
 /// for the head, and it stops when its callers have all left (see `Verifier`).
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let report = state
         .verifier
         .verify(&state.ledger)
@@ -37,7 +37,7 @@ fn proof_error(name: &str, e: crate::audit::ProofError) -> ApiError {
 }
 
 pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &["seq", "tree_size"])?;
+    let read = Read::begin(&req, &["seq", "tree_size"], JSON)?;
     let q = &read.query;
     let head = state.ledger.read().head_seq();
     let seq = q
@@ -62,7 +62,7 @@ pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 }
 
 pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &["first", "second"])?;
+    let read = Read::begin(&req, &["first", "second"], JSON)?;
     let q = &read.query;
     let head = state.ledger.read().head_seq();
     let first = q

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Query;
-use super::read::{Answer, Read};
+use super::read::{Answer, Read, JSON};
 use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::json;
@@ -183,7 +183,7 @@ impl Answer for Page {}
 impl Answer for StoredEvent {}
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &["after", "limit", "type", "location", "actor"])?;
+    let read = Read::begin(&req, &["after", "limit", "type", "location", "actor"], JSON)?;
     let q = &read.query;
     let after = q.uint("after")?.unwrap_or(0);
     let limit = q.uint("limit")?.unwrap_or(DEFAULT_PAGE_EVENTS as u64);
@@ -294,7 +294,7 @@ pub async fn one(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let missing = || ApiError::not_found(format!("no event {}", path.as_str()));
     let id = uuid::Uuid::parse_str(&path).map_err(|_| missing())?;
     let seq = state.ledger.read().seq_of(&id).ok_or_else(missing)?;

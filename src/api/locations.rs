@@ -1,4 +1,5 @@
-//! `GET /v1/locations`, `GET /v1/locations/{id}`, `GET /v1/locations/{id}/events`.
+//! `GET /v1/locations` (also as `.geojson` and `.csv`), `GET /v1/locations/{id}`,
+//! `GET /v1/locations/{id}/events`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -6,10 +7,11 @@ use serde::Serialize;
 
 use super::events::storage;
 use super::query::Query;
-use super::read::{Answer, Read, POINT};
+use super::read::{Answer, Format, Read, JSON, POINT};
 use super::{ApiError, AppState, Code};
 use crate::domain::event::LocationKind;
 use crate::domain::{Slug, StoredEvent};
+use crate::formats;
 use crate::projection::view::LocationFilter;
 use crate::projection::LocationView;
 
@@ -25,7 +27,18 @@ struct History {
     events: Vec<StoredEvent>,
 }
 
-impl Answer for LocationList {}
+impl Answer for LocationList {
+    fn render(&self, format: Format) -> Option<Result<Vec<u8>, ApiError>> {
+        match format {
+            Format::Json => None,
+            Format::GeoJson => Some(
+                serde_json::to_vec(&formats::geojson::locations(&self.locations))
+                    .map_err(|e| ApiError::new(Code::Unavailable, format!("the GeoJSON could not be written: {e}"))),
+            ),
+            Format::Csv => Some(Ok(formats::csv::locations(&self.locations))),
+        }
+    }
+}
 impl Answer for LocationView {}
 impl Answer for History {}
 
@@ -53,8 +66,23 @@ fn filter(q: &Query) -> Result<LocationFilter, ApiError> {
     })
 }
 
+/// `GET /v1/locations`: JSON, or GeoJSON by `Accept`.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, LIST)?;
+    list_as(req, state, &[Format::Json, Format::GeoJson]).await
+}
+
+/// `GET /v1/locations.geojson`.
+pub async fn geojson(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    list_as(req, state, &[Format::GeoJson]).await
+}
+
+/// `GET /v1/locations.csv`.
+pub async fn csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    list_as(req, state, &[Format::Csv]).await
+}
+
+async fn list_as(req: HttpRequest, state: web::Data<AppState>, offered: &[Format]) -> Result<HttpResponse, ApiError> {
+    let read = Read::begin(&req, LIST, offered)?;
     let filter = filter(&read.query)?;
     let locations = read.at_point(&state, |p, point| Ok(p.location_views(point, &filter, Utc::now())))?;
     read.answer(&LocationList { locations })
@@ -65,7 +93,7 @@ pub async fn one(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, POINT)?;
+    let read = Read::begin(&req, POINT, JSON)?;
     let id = path_slug(&path)?;
     let view = read.at_point(&state, |p, point| {
         p.location_view(&id, point, Utc::now())
@@ -79,7 +107,7 @@ pub async fn history(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &["order"])?;
+    let read = Read::begin(&req, &["order"], JSON)?;
     let by_occurrence = match read.query.str("order") {
         None | Some("recorded") => false,
         Some("occurred") => true,
