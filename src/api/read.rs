@@ -92,18 +92,21 @@ impl Read {
         if self.format == Format::Json {
             return Ok(HttpResponse::Ok().json(answer));
         }
-        let body = answer.render(self.format).unwrap_or_else(|| Err(not_acceptable(&[Format::Json])))?;
+        let body = answer
+            .render(self.format)
+            .unwrap_or_else(|| Err(not_acceptable(&[Format::Json])))?;
         Ok(HttpResponse::Ok().content_type(self.format.content_type()).body(body))
     }
 }
 
 fn not_acceptable(offered: &[Format]) -> ApiError {
-    let types: Vec<&str> = offered
-        .iter()
-        .map(|f| f.essence()).collect();
+    let types: Vec<&str> = offered.iter().map(|f| f.essence()).collect();
     ApiError::new(
         Code::NotAcceptable,
-        format!("this route answers {} only; Accept lists none of them", types.join(", ")),
+        format!(
+            "this route answers {} only; Accept lists none of them",
+            types.join(", ")
+        ),
     )
 }
 

@@ -46,7 +46,9 @@ fn cell(v: &Value) -> Cow<'_, str> {
 
 /// The location columns: `id`, the flat row, then `lon` and `lat`.
 pub fn location_header() -> impl Iterator<Item = &'static str> {
-    std::iter::once("id").chain(LOCATION_COLUMNS.iter().copied()).chain(["lon", "lat"])
+    std::iter::once("id")
+        .chain(LOCATION_COLUMNS.iter().copied())
+        .chain(["lon", "lat"])
 }
 
 pub fn locations(views: &[LocationView]) -> Vec<u8> {

@@ -38,6 +38,13 @@ pub fn location_feature(v: &LocationView) -> Feature {
     }
 }
 
+/// The collection, built by hand: the crate's collector derives a `bbox`
+/// from the features' own boxes, and writes an empty one (not RFC 7946) when
+/// there are no features.
 pub fn locations(views: &[LocationView]) -> FeatureCollection {
-    FeatureCollection::new(views.iter().map(location_feature))
+    FeatureCollection {
+        bbox: None,
+        features: views.iter().map(location_feature).collect(),
+        foreign_members: None,
+    }
 }
