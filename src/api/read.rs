@@ -111,9 +111,13 @@ fn not_acceptable(offered: &[Format]) -> ApiError {
 }
 
 /// RFC 9110 12.5.1: each offered type takes the weight of the most specific
-/// range that matches it (`type/subtype` over `type/*` over `*/*`); weight 0
-/// refuses it. No `Accept` (or an empty one) accepts anything. Ranges that do
-/// not parse are passed over; if none parses, nothing is acceptable.
+/// range that matches it (`type/subtype`, then the structured-syntax suffix,
+/// then `type/*`, then `*/*`); weight 0 refuses it. A range of a suffix's own
+/// type matches the types that carry it (RFC 6839: `application/json` admits
+/// `application/geo+json`, which is JSON), so GDAL, which asks for `text/plain,
+/// application/json`, gets GeoJSON. No `Accept` (or an empty one) accepts
+/// anything. Ranges that do not parse are passed over; if none parses,
+/// nothing is acceptable.
 fn negotiate(req: &HttpRequest, offered: &[Format]) -> Result<Format, ApiError> {
     let mut listed = false;
     let mut ranges: Vec<QualityItem<Mime>> = Vec::new();
@@ -134,7 +138,8 @@ fn negotiate(req: &HttpRequest, offered: &[Format]) -> Result<Format, ApiError> 
     }
     let weight = |format: Format| {
         let essence = format.essence();
-        let ty = essence.split('/').next().unwrap_or(essence);
+        let (ty, sub) = essence.split_once('/').unwrap_or((essence, ""));
+        let suffix = sub.split_once('+').map(|(_, suffix)| suffix);
         ranges
             .iter()
             .filter_map(|r| {
@@ -145,8 +150,10 @@ fn negotiate(req: &HttpRequest, offered: &[Format]) -> Result<Format, ApiError> 
                     0
                 } else if t == ty && s == STAR {
                     1
-                } else if r.item.essence_str() == essence {
+                } else if t == ty && r.item.suffix().is_none() && Some(s.as_str()) == suffix {
                     2
+                } else if r.item.essence_str() == essence {
+                    3
                 } else {
                     return None;
                 };

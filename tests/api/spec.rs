@@ -924,8 +924,11 @@ async fn responses_validate_against_the_spec() {
             .await;
         c.get(&format!("{path}?status=lost"), 400).await;
         c.get(&format!("{path}?format=json"), 400).await;
-        c.get_accepting(path, "application/json", 406).await;
+        c.get_accepting(path, "text/html", 406).await;
     }
+    c.get_accepting("/v1/locations.geojson", "text/plain, application/json", 200)
+        .await;
+    c.get_accepting("/v1/locations.csv", "application/json", 406).await;
     c.get_accepting("/v1/locations", "application/geo+json", 200).await;
     c.get_accepting(
         "/v1/locations?status=contested",
