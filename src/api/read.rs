@@ -59,19 +59,21 @@ pub(super) trait Answer: Serialize {
     }
 }
 
-/// A read under way: its checked query and the format it answers in.
+/// A read under way: its checked query and the format it answers in (or why
+/// it has none).
 pub(super) struct Read {
     pub query: Query,
-    pub format: Format,
+    format: Result<Format, ApiError>,
 }
 
 impl Read {
-    /// Check the query string against the route's parameters, then choose the
+    /// Check the query string against the route's parameters, and choose the
     /// first of `offered` (the route's formats, in its order of preference)
-    /// that the client's `Accept` ranks highest.
+    /// that the client's `Accept` ranks highest. A `406` waits for the answer,
+    /// so every bad parameter is named first, whatever the `Accept`.
     pub fn begin(req: &HttpRequest, params: &[&str], offered: &[Format]) -> Result<Read, ApiError> {
         let query = Query::parse(req.query_string(), params)?;
-        let format = negotiate(req, offered)?;
+        let format = negotiate(req, offered);
         Ok(Read { query, format })
     }
 
@@ -89,13 +91,14 @@ impl Read {
 
     /// The `200` carrying the answer in the chosen format.
     pub fn answer(&self, answer: &impl Answer) -> Result<HttpResponse, ApiError> {
-        if self.format == Format::Json {
+        let format = self.format.clone()?;
+        if format == Format::Json {
             return Ok(HttpResponse::Ok().json(answer));
         }
         let body = answer
-            .render(self.format)
+            .render(format)
             .unwrap_or_else(|| Err(not_acceptable(&[Format::Json])))?;
-        Ok(HttpResponse::Ok().content_type(self.format.content_type()).body(body))
+        Ok(HttpResponse::Ok().content_type(format.content_type()).body(body))
     }
 }
 
