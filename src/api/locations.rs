@@ -28,14 +28,14 @@ struct History {
 }
 
 impl Answer for LocationList {
-    fn render(&self, format: Format) -> Option<Result<Vec<u8>, ApiError>> {
+    fn render(&self, format: Format) -> Option<Vec<u8>> {
         match format {
             Format::Json => None,
             Format::GeoJson => Some(
                 serde_json::to_vec(&formats::geojson::locations(&self.locations))
-                    .map_err(|e| ApiError::new(Code::Unavailable, format!("the GeoJSON could not be written: {e}"))),
+                    .expect("a feature collection of strings, numbers and booleans serialises"),
             ),
-            Format::Csv => Some(Ok(formats::csv::locations(&self.locations))),
+            Format::Csv => Some(formats::csv::locations(&self.locations)),
         }
     }
 }

@@ -49,12 +49,12 @@ impl Format {
 /// The formats of most reads.
 pub(super) const JSON: &[Format] = &[Format::Json];
 
-/// An answer of a read route, and how it is written in each format besides JSON.
+/// An answer of a read route: JSON is its serialisation; other formats it
+/// writes itself.
 pub(super) trait Answer: Serialize {
-    /// The body in `format`; `None` when this answer has no such form (no
-    /// route offers it then).
-    fn render(&self, format: Format) -> Option<Result<Vec<u8>, ApiError>> {
-        let _ = format;
+    /// The body in a format other than JSON; `None` when this answer has no
+    /// such form (no route offers it then).
+    fn render(&self, _format: Format) -> Option<Vec<u8>> {
         None
     }
 }
@@ -95,9 +95,7 @@ impl Read {
         if format == Format::Json {
             return Ok(HttpResponse::Ok().json(answer));
         }
-        let body = answer
-            .render(format)
-            .unwrap_or_else(|| Err(not_acceptable(&[Format::Json])))?;
+        let body = answer.render(format).ok_or_else(|| not_acceptable(&[Format::Json]))?;
         Ok(HttpResponse::Ok().content_type(format.content_type()).body(body))
     }
 }

@@ -66,3 +66,34 @@ pub fn locations(views: &[LocationView]) -> Vec<u8> {
     written.expect("writing CSV into memory cannot fail");
     w.into_inner().expect("flushing into memory cannot fail")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_starts_get_a_quote_mark_and_other_text_is_kept() {
+        for (cell, written) in [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("Aleppo", "Aleppo"),
+            ("a=b", "a=b"),
+            ("", ""),
+            ("حلب", "حلب"),
+        ] {
+            assert_eq!(neutralise(cell), written, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn the_writer_quotes_every_cell_that_is_not_a_number() {
+        let mut w = writer(Vec::new());
+        w.write_record(["'=1", "a,b", "say \"hi\"", "-45.25", "7", ""]).unwrap();
+        let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(out, "\"'=1\",\"a,b\",\"say \"\"hi\"\"\",-45.25,7,\"\"\r\n");
+    }
+}
