@@ -35,6 +35,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `sitrep export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Every stored event, one JSON object a line (what `sitrep import` reads).
+    Ndjson,
+    /// Every location with its status at the head of the log, now: the
+    /// RFC 7946 FeatureCollection of GET /v1/locations.geojson.
+    Geojson,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server.
@@ -135,10 +145,13 @@ pub enum Command {
         #[arg(long)]
         expect: Option<Expectation>,
     },
-    /// Write every stored event to stdout as NDJSON (the objects of GET /v1/events).
+    /// Write the store to stdout: every stored event as NDJSON (the objects of
+    /// GET /v1/events), or another format.
     Export {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
     },
     /// Restore an export into an empty store, checking the chain and the rules.
     Import {
@@ -434,14 +447,28 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Export { data_dir } => {
+        Command::Export { data_dir, format } => {
             let store = open_existing(&data_dir)?;
             let out = std::io::stdout();
             let mut out = BufWriter::new(out.lock());
-            let upto = store.head().seq;
-            for item in store.scan(1).take(upto as usize) {
-                out.write_all(Ledger::export_line(&item?).as_bytes())?;
-                out.write_all(b"\n")?;
+            match format {
+                ExportFormat::Ndjson => {
+                    let upto = store.head().seq;
+                    for item in store.scan(1).take(upto as usize) {
+                        out.write_all(Ledger::export_line(&item?).as_bytes())?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                ExportFormat::Geojson => {
+                    let (projection, _) = crate::ledger::restore(&store).context("the log cannot be folded")?;
+                    let views = projection.location_views(
+                        crate::projection::Point::default(),
+                        &crate::projection::view::LocationFilter::default(),
+                        chrono::Utc::now(),
+                    );
+                    serde_json::to_writer(&mut out, &crate::formats::geojson::locations(&views))?;
+                    out.write_all(b"\n")?;
+                }
             }
             out.flush()?;
             Ok(0)

@@ -17,6 +17,8 @@
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
 //! - [`auditor`]: the third-party checks a client runs against a server.
 //! - [`transparency`]: signed checkpoints, cosignatures, and the witness.
+//! - [`formats`]: GeoJSON and CSV renderings of the read models, for the API
+//!   and the command line.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
@@ -29,6 +31,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod formats;
 pub mod ledger;
 pub mod metrics;
 pub mod projection;

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::query::Query;
+use super::read::{Answer, Read, JSON, POINT};
 use super::{ApiError, AppState};
 use crate::domain::Slug;
 use crate::projection::ActorView;
@@ -13,16 +13,14 @@ struct ActorList {
     actors: Vec<ActorView>,
 }
 
+impl Answer for ActorList {}
+impl Answer for ActorView {}
+
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["as_of", "at_seq", "q"])?;
-    let search = q.search()?;
-    let p = state.ledger.read();
-    let point = q.point(&p)?;
-    let body = ActorList {
-        actors: p.actor_views(point, search.as_deref()),
-    };
-    drop(p);
-    Ok(HttpResponse::Ok().json(body))
+    let read = Read::begin(&req, &["as_of", "at_seq", "q"], JSON)?;
+    let search = read.query.search()?;
+    let actors = read.at_point(&state, |p, point| Ok(p.actor_views(point, search.as_deref())))?;
+    read.answer(&ActorList { actors })
 }
 
 pub async fn one(
@@ -30,12 +28,11 @@ pub async fn one(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["as_of", "at_seq"])?;
+    let read = Read::begin(&req, POINT, JSON)?;
     let id = Slug::parse(&path).map_err(|_| ApiError::not_found(format!("no actor '{}'", path.as_str())))?;
-    let p = state.ledger.read();
-    let point = q.point(&p)?;
-    let view = p.actor_view(&id, point);
-    drop(p);
-    view.map(|v| HttpResponse::Ok().json(v))
-        .ok_or_else(|| ApiError::not_found(format!("no actor '{id}' at this point of the log")))
+    let view = read.at_point(&state, |p, point| {
+        p.actor_view(&id, point)
+            .ok_or_else(|| ApiError::not_found(format!("no actor '{id}' at this point of the log")))
+    })?;
+    read.answer(&view)
 }

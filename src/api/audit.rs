@@ -3,26 +3,31 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::query::Query;
+use super::read::{Answer, Read, JSON};
 use super::{ApiError, AppState, Code};
-use crate::audit::head_of;
+use crate::audit::{head_of, ConsistencyProof, HeadView, InclusionProof, VerifyReport};
+
+impl Answer for HeadView {}
+impl Answer for VerifyReport {}
+impl Answer for InclusionProof {}
+impl Answer for ConsistencyProof {}
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Query::parse(req.query_string(), &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let head = head_of(&state.ledger.read());
-    Ok(HttpResponse::Ok().json(head))
+    read.answer(&head)
 }
 
 /// One verification serves every caller waiting at once, its answer is kept
 /// for the head, and it stops when its callers have all left (see `Verifier`).
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Query::parse(req.query_string(), &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let report = state
         .verifier
         .verify(&state.ledger)
         .await
         .map_err(|e| ApiError::new(Code::Unavailable, e))?;
-    Ok(HttpResponse::Ok().json(report))
+    read.answer(&report)
 }
 
 fn proof_error(name: &str, e: crate::audit::ProofError) -> ApiError {
@@ -33,7 +38,8 @@ fn proof_error(name: &str, e: crate::audit::ProofError) -> ApiError {
 }
 
 pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["seq", "tree_size"])?;
+    let read = Read::begin(&req, &["seq", "tree_size"], JSON)?;
+    let q = &read.query;
     let head = state.ledger.read().head_seq();
     let seq = q
         .uint("seq")?
@@ -53,11 +59,12 @@ pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<H
                 e,
             )
         })?;
-    Ok(HttpResponse::Ok().json(proof))
+    read.answer(&proof)
 }
 
 pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["first", "second"])?;
+    let read = Read::begin(&req, &["first", "second"], JSON)?;
+    let q = &read.query;
     let head = state.ledger.read().head_seq();
     let first = q
         .uint("first")?
@@ -77,14 +84,14 @@ pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result
                 e,
             )
         })?;
-    Ok(HttpResponse::Ok().json(proof))
+    read.answer(&proof)
 }
 
 /// `GET /v1/audit/checkpoint`: the last signed checkpoint (C2SP signed note)
 /// with the witnesses' cosignatures gathered so far. While the signer refuses
 /// to sign (see `transparency::signer`), this stays the last good one.
 pub async fn checkpoint(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Query::parse(req.query_string(), &[])?;
+    super::query::Query::parse(req.query_string(), &[])?;
     let signer = state
         .checkpoints
         .as_ref()

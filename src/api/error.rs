@@ -65,6 +65,7 @@ codes! {
     RequestTimeout = ("request_timeout", 408, "Request timeout"),
     PayloadTooLarge = ("payload_too_large", 413, "Payload too large"),
     UriTooLong = ("uri_too_long", 414, "URI too long"),
+    NotAcceptable = ("not_acceptable", 406, "Not acceptable"),
     UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type"),
     HeaderTooLarge = ("header_too_large", 431, "Request header fields too large"),
     Unavailable = ("unavailable", 503, "Service unavailable"),

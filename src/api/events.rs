@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Query;
+use super::read::{Answer, Read, JSON};
 use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::json;
@@ -178,8 +179,12 @@ struct Page {
     next_after: Option<u64>,
 }
 
+impl Answer for Page {}
+impl Answer for StoredEvent {}
+
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["after", "limit", "type", "location", "actor"])?;
+    let read = Read::begin(&req, &["after", "limit", "type", "location", "actor"], JSON)?;
+    let q = &read.query;
     let after = q.uint("after")?.unwrap_or(0);
     let limit = q.uint("limit")?.unwrap_or(DEFAULT_PAGE_EVENTS as u64);
     if limit == 0 || limit > MAX_PAGE_EVENTS as u64 {
@@ -281,7 +286,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     })
     .await
     .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
-    Ok(HttpResponse::Ok().json(page))
+    read.answer(&page)
 }
 
 pub async fn one(
@@ -289,10 +294,10 @@ pub async fn one(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Query::parse(req.query_string(), &[])?;
+    let read = Read::begin(&req, &[], JSON)?;
     let missing = || ApiError::not_found(format!("no event {}", path.as_str()));
     let id = uuid::Uuid::parse_str(&path).map_err(|_| missing())?;
     let seq = state.ledger.read().seq_of(&id).ok_or_else(missing)?;
     let event = state.ledger.store().get(seq).map_err(storage)?.ok_or_else(missing)?;
-    Ok(HttpResponse::Ok().json(event))
+    read.answer(&event)
 }

@@ -13,6 +13,7 @@ pub mod guard;
 mod health;
 mod locations;
 mod query;
+mod read;
 mod stream;
 
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{id}"),
     ("GET", "/v1/locations"),
+    ("GET", "/v1/locations.geojson"),
+    ("GET", "/v1/locations.csv"),
     ("GET", "/v1/locations/{id}"),
     ("GET", "/v1/locations/{id}/events"),
     ("GET", "/v1/actors"),
@@ -127,6 +130,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(at("/v1/events/{id}").route(web::get().to(events::one)))
         .service(at("/v1/locations").route(web::get().to(locations::list)))
+        .service(at("/v1/locations.geojson").route(web::get().to(locations::geojson)))
+        .service(at("/v1/locations.csv").route(web::get().to(locations::csv)))
         .service(at("/v1/locations/{id}").route(web::get().to(locations::one)))
         .service(at("/v1/locations/{id}/events").route(web::get().to(locations::history)))
         .service(at("/v1/actors").route(web::get().to(actors::list)))

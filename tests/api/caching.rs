@@ -91,6 +91,8 @@ async fn read_paths(app: &TestApp) -> Vec<(&'static str, String)> {
             "/v1/events/{id}" => format!("/v1/events/{event}"),
             "/v1/events/stream" => continue,
             "/v1/locations" => "/v1/locations".to_owned(),
+            "/v1/locations.geojson" => "/v1/locations.geojson".to_owned(),
+            "/v1/locations.csv" => "/v1/locations.csv".to_owned(),
             "/v1/locations/{id}" => "/v1/locations/aleppo".to_owned(),
             "/v1/locations/{id}/events" => "/v1/locations/aleppo/events".to_owned(),
             "/v1/actors" => "/v1/actors".to_owned(),

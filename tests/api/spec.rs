@@ -273,6 +273,8 @@ struct Checker {
     auth: Option<String>,
     /// The `If-None-Match` header sent with every request, if any.
     if_none_match: Option<String>,
+    /// The `Accept` header sent with the next requests, if any.
+    accept: Option<String>,
     failures: Vec<String>,
     /// (METHOD template, status) pairs seen, for the coverage summary.
     seen: BTreeSet<(String, String, u16)>,
@@ -288,6 +290,7 @@ impl Checker {
             client: reqwest::Client::new(),
             auth: None,
             if_none_match: None,
+            accept: None,
             failures: Vec::new(),
             seen: BTreeSet::new(),
             last_headers: Default::default(),
@@ -313,6 +316,9 @@ impl Checker {
         }
         if let Some(tag) = &self.if_none_match {
             req = req.header("if-none-match", tag);
+        }
+        if let Some(accept) = &self.accept {
+            req = req.header("accept", accept);
         }
         if let Some((ct, bytes)) = body {
             req = req.header("content-type", ct).body(bytes);
@@ -485,6 +491,14 @@ impl Checker {
 
     async fn get(&mut self, path: &str, status: u16) -> Value {
         self.expect(Method::GET, path, None, status).await
+    }
+
+    /// `GET path` sending `Accept: accept`.
+    async fn get_accepting(&mut self, path: &str, accept: &str, status: u16) -> Value {
+        self.accept = Some(accept.to_owned());
+        let body = self.get(path, status).await;
+        self.accept = None;
+        body
     }
 
     async fn post(&mut self, body: &Value, status: u16) -> Value {
@@ -688,6 +702,10 @@ impl Checker {
             return errs;
         }
         let schema_pointer = format!("{response_pointer}/content/{}/schema", esc(&media));
+        if media == "text/csv" {
+            errs.extend(errors_against(&schema_pointer, &Value::String(ex.body.clone())));
+            return errs;
+        }
         if media == "text/plain" {
             // A text body: a string against the schema; the metrics in the
             // Prometheus text format, each one the spec names and no other.
@@ -902,6 +920,46 @@ async fn responses_validate_against_the_spec() {
     }
     c.get("/v1/locations/aleppo?at_seq=20&as_of=2024-11-28T00:00:00Z", 200)
         .await;
+
+    // The other formats of the location list, by path and by Accept; and an
+    // Accept no read can answer, on every read.
+    for path in ["/v1/locations.geojson", "/v1/locations.csv"] {
+        c.get(path, 200).await;
+        c.get(&format!("{path}?{as_of}&kind=city&status=controlled"), 200).await;
+        c.get(&format!("{path}?at_seq=8&parent=aleppo&controller=hts&q=aleppo"), 200)
+            .await;
+        c.get(&format!("{path}?status=lost"), 400).await;
+        c.get(&format!("{path}?format=json"), 400).await;
+        c.get_accepting(path, "text/html", 406).await;
+    }
+    c.get_accepting("/v1/locations.geojson", "text/plain, application/json", 200)
+        .await;
+    c.get_accepting("/v1/locations.csv", "application/json", 406).await;
+    c.get_accepting("/v1/locations", "application/geo+json", 200).await;
+    c.get_accepting(
+        "/v1/locations?status=contested",
+        "application/json;q=0.5, application/geo+json",
+        200,
+    )
+    .await;
+    c.get_accepting("/v1/locations.geojson", "application/*", 200).await;
+    c.get_accepting("/v1/locations.csv", "text/*", 200).await;
+    for path in [
+        EVENTS.to_owned(),
+        format!("/v1/events/{first_id}"),
+        "/v1/locations".to_owned(),
+        "/v1/locations/aleppo".to_owned(),
+        "/v1/locations/aleppo/events".to_owned(),
+        "/v1/actors".to_owned(),
+        "/v1/actors/hts".to_owned(),
+        "/v1/audit/head".to_owned(),
+        "/v1/audit/verify".to_owned(),
+        "/v1/audit/proof/inclusion?seq=1".to_owned(),
+        "/v1/audit/proof/consistency?first=1".to_owned(),
+    ] {
+        c.get_accepting(&path, "text/html", 406).await;
+        c.get_accepting(&path, "*/*;q=0.1, application/json", 200).await;
+    }
     for id in ["hts", "saa", "russia", "syria-gov"] {
         c.get(&format!("/v1/actors/{id}"), 200).await;
         c.get(&format!("/v1/actors/{id}?{as_of}"), 200).await;
