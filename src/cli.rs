@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{verify_chain, Expectation, VerifyReport};
 use crate::domain::limits::MAX_BODY_BYTES;
+use crate::formats::cloudevents::{parse_origin, CloudEvent, DEFAULT_ORIGIN};
+use crate::formats::events_csv;
 use crate::ledger::{Appended, Ledger};
 use crate::startup::{Application, Settings};
 use crate::store::Store;
@@ -26,7 +28,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, max_subscribers, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, max_subscribers, log_format, origin).
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -68,6 +70,9 @@ pub enum Command {
         /// at most a quarter of them.
         #[arg(long, env = "SITREP_MAX_SUBSCRIBERS", default_value_t = crate::startup::DEFAULT_MAX_SUBSCRIBERS)]
         max_subscribers: usize,
+        /// The log's origin name, a URI-reference: the `source` of its CloudEvents.
+        #[arg(long, env = "SITREP_ORIGIN", default_value = DEFAULT_ORIGIN, value_parser = parse_origin)]
+        origin: String,
     },
     /// Make a bearer token: prints the token once, and the line for the tokens file.
     Token {
@@ -92,10 +97,17 @@ pub enum Command {
         #[arg(long)]
         expect: Option<Expectation>,
     },
-    /// Write every stored event to stdout as NDJSON (the objects of GET /v1/events).
+    /// Write every stored event to stdout: NDJSON (the objects of GET /v1/events,
+    /// what `import` reads), CSV (as GET /v1/events.csv), or CloudEvents (one
+    /// structured CloudEvent a line).
     Export {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        /// The log's origin name, the `source` of the CloudEvents.
+        #[arg(long, env = "SITREP_ORIGIN", default_value = DEFAULT_ORIGIN, value_parser = parse_origin)]
+        origin: String,
     },
     /// Restore an export into an empty store, checking the chain and the rules.
     Import {
@@ -136,6 +148,17 @@ pub enum Command {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
     },
+}
+
+/// What `sitrep export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One stored event a line, as `GET /v1/events` gives them.
+    Ndjson,
+    /// The columns of `GET /v1/events.csv`.
+    Csv,
+    /// One structured CloudEvent a line.
+    Cloudevents,
 }
 
 #[derive(Subcommand, Debug)]
@@ -192,6 +215,7 @@ const CONFIG_KEYS: &[&str] = &[
     "rate_limit",
     "max_subscribers",
     "log_format",
+    "origin",
 ];
 
 /// Parse the command line, with defaults from `--config FILE` when given.
@@ -269,6 +293,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             tokens,
             rate_limit,
             max_subscribers,
+            origin,
         } => {
             let settings = Settings {
                 body_limit,
@@ -278,6 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 tokens,
                 rate_per_second: rate_limit,
                 max_subscribers,
+                origin,
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {
@@ -311,16 +337,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Export { data_dir } => {
-            let store = open_existing(&data_dir)?;
-            let out = std::io::stdout();
-            let mut out = BufWriter::new(out.lock());
-            let upto = store.head().seq;
-            for item in store.scan(1).take(upto as usize) {
-                out.write_all(Ledger::export_line(&item?).as_bytes())?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
+        Command::Export {
+            data_dir,
+            format,
+            origin,
+        } => {
+            export(&data_dir, format, &origin)?;
             Ok(0)
         }
         Command::Import { data_dir, file } => {
@@ -394,6 +416,37 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Every stored event, in seq order, to stdout in `format`.
+fn export(data_dir: &std::path::Path, format: ExportFormat, origin: &str) -> anyhow::Result<()> {
+    let store = open_existing(data_dir)?;
+    let out = BufWriter::new(std::io::stdout().lock());
+    let events = store.scan(1).take(store.head().seq as usize);
+    match format {
+        ExportFormat::Ndjson | ExportFormat::Cloudevents => {
+            let mut out = out;
+            for item in events {
+                let event = item?;
+                let line = match format {
+                    ExportFormat::Cloudevents => CloudEvent::of(&event, origin).to_json(),
+                    _ => Ledger::export_line(&event),
+                };
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Csv => {
+            let mut w = events_csv::writer(out);
+            events_csv::write_header(&mut w)?;
+            for item in events {
+                events_csv::write_event(&mut w, &item?)?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
 }
 
 fn open_existing(dir: &std::path::Path) -> anyhow::Result<Store> {

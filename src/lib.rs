@@ -16,6 +16,8 @@
 //!   projection.
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
 //! - [`auditor`]: the third-party checks a client runs against a server.
+//! - [`formats`]: stored events as CSV rows and CloudEvents, for the server
+//!   and the command line alike.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
@@ -28,6 +30,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod formats;
 pub mod ledger;
 pub mod metrics;
 pub mod projection;

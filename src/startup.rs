@@ -54,6 +54,8 @@ pub struct Settings {
     pub rate_per_second: u32,
     /// Live-feed subscribers served at once (with tokens, a quarter per principal).
     pub max_subscribers: usize,
+    /// The log's origin name, the `source` of its CloudEvents.
+    pub origin: String,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            origin: crate::formats::cloudevents::DEFAULT_ORIGIN.to_owned(),
         }
     }
 }
@@ -168,6 +171,7 @@ impl Application {
             subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
             verifier: Arc::default(),
             tokens_reloaded: tokens_reloaded_rx,
+            origin: settings.origin.clone(),
         });
         let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");

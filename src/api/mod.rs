@@ -7,6 +7,7 @@ mod actors;
 mod audit;
 mod edge;
 pub mod error;
+mod event_formats;
 mod events;
 pub mod guard;
 mod health;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub verifier: Arc<crate::audit::Verifier>,
     /// Counts tokens-file reloads: live feeds re-check their token on each.
     pub tokens_reloaded: tokio::sync::watch::Receiver<u64>,
+    /// The log's origin name: the `source` of its CloudEvents (`--origin`).
+    pub origin: String,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -88,6 +91,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/proof/consistency"),
     ("GET", "/v1/events/stream"),
     ("GET", "/metrics"),
+    ("GET", "/v1/events.csv"),
 ];
 
 /// Register every route on an actix `App`.
@@ -121,6 +125,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(events::list)),
         )
         .service(at("/v1/events/{id}").route(web::get().to(events::one)))
+        .service(at("/v1/events.csv").route(web::get().to(event_formats::csv)))
         .service(at("/v1/locations").route(web::get().to(locations::list)))
         .service(at("/v1/locations/{id}").route(web::get().to(locations::one)))
         .service(at("/v1/locations/{id}/events").route(web::get().to(locations::history)))

@@ -13,6 +13,7 @@ mod cli;
 mod crash;
 mod errors;
 mod faults;
+mod formats_events;
 mod merkle;
 mod model;
 mod old_log;
