@@ -94,6 +94,7 @@ pub async fn csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let filter = Arc::new(EventFilter::parse(&q)?);
     let upto = state.ledger.read().head_seq();
     let export = Export {
+        _open: Open::new(),
         ledger: state.ledger.clone(),
         filter,
         after: Some(after),
@@ -107,8 +108,26 @@ pub async fn csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .streaming(futures_util::stream::unfold(export, Export::next_chunk)))
 }
 
+/// Counts an export in `sitrep_csv_exports` for as long as it lives: the body
+/// is dropped when it ends or when its client leaves.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        crate::metrics::CSV_EXPORTS.inc();
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::CSV_EXPORTS.dec();
+    }
+}
+
 /// Where a CSV export stands.
 struct Export {
+    _open: Open,
     ledger: Arc<Ledger>,
     filter: Arc<EventFilter>,
     /// The seq to go on after; `None` once the export is complete.
