@@ -6,7 +6,8 @@ one nudge to the generated events:
 - `sse_events_conform`: the live feed, read up to a few events, against the spec. Schemathesis
   takes the `schema` of a `text/event-stream` response in an OpenAPI 3.1 document as the
   schema of each parsed event; ours is the stream as text (spec.rs validates its example
-  against it), and the stored event each message carries is named by `x-sse-data-schema`.
+  against it), and the stored event each message carries is named by `x-sse-data-schema`
+  (with `format=cloudevents`, a CloudEvent whose `data` is the stored event).
   So this check parses the messages itself: only `id` and `data` fields, `id` a seq equal to
   `data.seq`, ascending, after `after` / `Last-Event-ID`, `data` a StoredEvent that matches
   the filters. The built-in response_schema_conformance is off for that one operation
@@ -111,7 +112,10 @@ def sse_events_conform(ctx, response, case):
     query = {k: v[-1] for k, v in parse_qs(urlsplit(sent.url).query, keep_blank_values=True).items()}
     last_event_id = sent.headers.get("Last-Event-ID")
     start = int(last_event_id) if last_event_id is not None else int(query.get("after", 0))
-    validator = _validator("#/components/schemas/StoredEvent")
+    # With format=cloudevents each message is a CloudEvent carrying the stored event as `data`.
+    cloudevents = query.get("format") == "cloudevents"
+    schema = "CloudEvent" if cloudevents else "StoredEvent"
+    validator = _validator(f"#/components/schemas/{schema}")
     previous = start
     for raw_id, data, other in _sse_messages(response.content.decode("utf-8")):
         if other:
@@ -127,7 +131,11 @@ def sse_events_conform(ctx, response, case):
             raise AssertionError(f"event {seq}: data is not JSON: {exc}") from None
         errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(event)]
         if errors:
-            raise AssertionError(f"event {seq} does not match StoredEvent:\n  " + "\n  ".join(errors))
+            raise AssertionError(f"event {seq} does not match {schema}:\n  " + "\n  ".join(errors))
+        if cloudevents:
+            if event["sequence"] != f"{seq:020}":
+                raise AssertionError(f"event {seq}: sequence {event['sequence']!r} is not its seq")
+            event = event["data"]
         if event["seq"] != seq:
             raise AssertionError(f"event id {seq} differs from its data's seq {event['seq']}")
         if seq <= previous:

@@ -97,16 +97,71 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// A `/proc/PID/status` figure in kB (`VmRSS`, `VmHWM`), as MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// How often the server's resident memory is sampled during the CSV export.
+const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// The whole log as CSV from a running server, and the server's memory.
+struct CsvExport {
+    rows: u64,
+    secs: f64,
+    bytes: u64,
+    rss_before: f64,
+    rss_peak: f64,
+    hwm_after: f64,
+}
+
+/// Read `GET /v1/events.csv` to its end, counting rows (the bench's cells hold
+/// no line breaks, so a row is a line), while a task samples the server's
+/// `VmRSS`: the export streams, so its peak should stay near where it started.
+async fn csv_export(client: &reqwest::Client, url: &str, pid: u32) -> anyhow::Result<CsvExport> {
+    let rss_before = status_mib(pid, "VmRSS:");
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0.0f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(status_mib(pid, "VmRSS:"));
+                tokio::time::sleep(RSS_SAMPLE_EVERY).await;
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let mut res = client
+        .get(format!("{url}/v1/events.csv"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    while let Some(chunk) = res.chunk().await? {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += chunk.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rss_peak = sampler.await?;
+    Ok(CsvExport {
+        rows: lines.saturating_sub(1),
+        secs,
+        bytes,
+        rss_before,
+        rss_peak,
+        hwm_after: status_mib(pid, "VmHWM:"),
+    })
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -788,6 +843,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         let mut startups = Vec::new();
         let mut rss = 0.0;
         let mut as_of = Load::default();
+        let mut export = None;
         // The first start folds the whole log (no checkpoint); the others start
         // from the checkpoint the previous stop wrote.
         let _ = std::fs::remove_file(dir.join("projection.checkpoint"));
@@ -809,7 +865,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 startups.push(t.elapsed().as_secs_f64());
             }
             if r == reps {
-                rss = s.pid().map_or(0.0, rss_mib);
+                rss = s.pid().map_or(0.0, |pid| status_mib(pid, "VmRSS:"));
                 let locs = opts.scale_locations as usize;
                 as_of = load(
                     &s.url,
@@ -825,6 +881,10 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                     }),
                 )
                 .await;
+                if let Some(pid) = s.pid() {
+                    eprintln!("  exporting the log as CSV");
+                    export = Some(csv_export(&client, &s.url, pid).await?);
+                }
             }
             s.stop();
         }
@@ -861,6 +921,23 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             as_of.pct(0.5),
             as_of.pct(0.99)
         ));
+        if let Some(x) = &export {
+            scale_rows.push(format!(
+                "| GET /v1/events.csv, the whole log streamed | {:.0} rows/s ({} rows, {:.0} MiB in {:.1} s) |",
+                x.rows as f64 / x.secs,
+                x.rows,
+                x.bytes as f64 / 1048576.0,
+                x.secs
+            ));
+            scale_rows.push(format!(
+                "| server memory during the CSV export: resident before, peak sampled every {} ms (VmRSS) | {:.0} MiB, {:.0} MiB (+{:.0} MiB); VmHWM since start {:.0} MiB |",
+                RSS_SAMPLE_EVERY.as_millis(),
+                x.rss_before,
+                x.rss_peak,
+                x.rss_peak - x.rss_before,
+                x.hwm_after
+            ));
+        }
         scale_rows.push(format!(
             "| log size on disk | {:.0} MiB ({:.0} B/event) |",
             bytes as f64 / 1048576.0,

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{verify_chain, Expectation, VerifyReport};
 use crate::domain::limits::MAX_BODY_BYTES;
+use crate::formats::cloudevents::{parse_origin, CloudEvent, DEFAULT_ORIGIN};
+use crate::formats::events_csv;
 use crate::ledger::{Appended, Ledger};
 use crate::startup::{Application, Settings};
 use crate::store::Store;
@@ -27,22 +29,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit,
-    /// max_subscribers, log_format, signing_key, checkpoint_interval) for `serve` and the commands that share them;
-    /// not for `witness`.
+    /// max_subscribers, log_format, signing_key, checkpoint_interval, origin) for `serve` and the commands that share
+    /// them; not for `witness`.
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// What `sitrep export` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    /// Every stored event, one JSON object a line (what `sitrep import` reads).
-    Ndjson,
-    /// Every location with its status at the head of the log, now: the
-    /// RFC 7946 FeatureCollection of GET /v1/locations.geojson.
-    Geojson,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +72,9 @@ pub enum Command {
         /// at most a quarter of them.
         #[arg(long, env = "SITREP_MAX_SUBSCRIBERS", default_value_t = crate::startup::DEFAULT_MAX_SUBSCRIBERS)]
         max_subscribers: usize,
+        /// The log's origin name, a URI-reference: the `source` of its CloudEvents.
+        #[arg(long, env = "SITREP_ORIGIN", default_value = DEFAULT_ORIGIN, value_parser = parse_origin)]
+        origin: String,
         /// The log's private key (from `sitrep key new`): sign checkpoints,
         /// served at GET /v1/audit/checkpoint. The key's name is the origin.
         #[arg(long, env = "SITREP_SIGNING_KEY")]
@@ -146,12 +141,17 @@ pub enum Command {
         expect: Option<Expectation>,
     },
     /// Write the store to stdout: every stored event as NDJSON (the objects of
-    /// GET /v1/events), or another format.
+    /// GET /v1/events, what `import` reads), CSV (as GET /v1/events.csv),
+    /// CloudEvents (one structured CloudEvent a line), or the locations at the
+    /// head as GeoJSON.
     Export {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
         #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
         format: ExportFormat,
+        /// The log's origin name, the `source` of the CloudEvents.
+        #[arg(long, env = "SITREP_ORIGIN", default_value = DEFAULT_ORIGIN, value_parser = parse_origin)]
+        origin: String,
     },
     /// Restore an export into an empty store, checking the chain and the rules.
     Import {
@@ -196,6 +196,20 @@ pub enum Command {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
     },
+}
+
+/// What `sitrep export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One stored event a line, as `GET /v1/events` gives them (what `sitrep import` reads).
+    Ndjson,
+    /// The columns of `GET /v1/events.csv`.
+    Csv,
+    /// One structured CloudEvent a line.
+    Cloudevents,
+    /// Every location with its status at the head of the log, now: the
+    /// RFC 7946 FeatureCollection of GET /v1/locations.geojson.
+    Geojson,
 }
 
 #[derive(Subcommand, Debug)]
@@ -317,6 +331,7 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "signing_key",
     "checkpoint_interval",
+    "origin",
 ];
 
 /// `sitrep key new`'s file without `--out`: a log's key.
@@ -402,6 +417,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             signing_key,
             checkpoint_interval,
             witness,
+            origin,
         } => {
             let settings = Settings {
                 body_limit,
@@ -414,6 +430,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 signing_key,
                 checkpoint_interval: std::time::Duration::from_secs_f64(checkpoint_interval),
                 witnesses: witness,
+                origin,
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {
@@ -447,30 +464,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Export { data_dir, format } => {
-            let store = open_existing(&data_dir)?;
-            let out = std::io::stdout();
-            let mut out = BufWriter::new(out.lock());
-            match format {
-                ExportFormat::Ndjson => {
-                    let upto = store.head().seq;
-                    for item in store.scan(1).take(upto as usize) {
-                        out.write_all(Ledger::export_line(&item?).as_bytes())?;
-                        out.write_all(b"\n")?;
-                    }
-                }
-                ExportFormat::Geojson => {
-                    let (projection, _) = crate::ledger::restore(&store).context("the log cannot be folded")?;
-                    let views = projection.location_views(
-                        crate::projection::Point::default(),
-                        &crate::projection::view::LocationFilter::default(),
-                        chrono::Utc::now(),
-                    );
-                    serde_json::to_writer(&mut out, &crate::formats::geojson::locations(&views))?;
-                    out.write_all(b"\n")?;
-                }
-            }
-            out.flush()?;
+        Command::Export {
+            data_dir,
+            format,
+            origin,
+        } => {
+            export(&data_dir, format, &origin)?;
             Ok(0)
         }
         Command::Import { data_dir, file } => {
@@ -602,6 +601,49 @@ fn interval(s: &str) -> Result<f64, String> {
             "'{s}' is not a number of seconds from 0 to 86400 (e.g. 5 or 0.5)"
         )),
     }
+}
+
+/// Every stored event, in seq order, to stdout in `format`.
+fn export(data_dir: &std::path::Path, format: ExportFormat, origin: &str) -> anyhow::Result<()> {
+    let store = open_existing(data_dir)?;
+    let out = BufWriter::new(std::io::stdout().lock());
+    let events = store.scan(1).take(store.head().seq as usize);
+    match format {
+        ExportFormat::Ndjson | ExportFormat::Cloudevents => {
+            let mut out = out;
+            for item in events {
+                let event = item?;
+                let line = match format {
+                    ExportFormat::Cloudevents => CloudEvent::of(&event, origin).to_json(),
+                    _ => Ledger::export_line(&event),
+                };
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Geojson => {
+            let mut out = out;
+            let (projection, _) = crate::ledger::restore(&store).context("the log cannot be folded")?;
+            let views = projection.location_views(
+                crate::projection::Point::default(),
+                &crate::projection::view::LocationFilter::default(),
+                chrono::Utc::now(),
+            );
+            serde_json::to_writer(&mut out, &crate::formats::geojson::locations(&views))?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        ExportFormat::Csv => {
+            let mut w = events_csv::writer(out);
+            events_csv::write_header(&mut w)?;
+            for item in events {
+                events_csv::write_event(&mut w, &item?)?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
 }
 
 fn open_existing(dir: &std::path::Path) -> anyhow::Result<Store> {

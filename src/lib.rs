@@ -17,8 +17,8 @@
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
 //! - [`auditor`]: the third-party checks a client runs against a server.
 //! - [`transparency`]: signed checkpoints, cosignatures, and the witness.
-//! - [`formats`]: GeoJSON and CSV renderings of the read models, for the API
-//!   and the command line.
+//! - [`formats`]: GeoJSON, CSV and CloudEvents renderings of the log and its
+//!   read models, for the API and the command line alike.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 

@@ -146,6 +146,7 @@ pub fn init() {
     LazyLock::force(&VERIFY_STARTED);
     LazyLock::force(&VERIFY_CANCELLED);
     LazyLock::force(&SSE_CATCH_UP_EVENTS);
+    LazyLock::force(&CSV_EXPORTS);
 }
 
 /// Verifications of the whole log started by `GET /v1/audit/verify`.
@@ -164,6 +165,11 @@ pub static VERIFY_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
         "Verifications stopped because no caller waited for them any more"
     )
     .expect("metric")
+});
+
+/// `GET /v1/events.csv` answers still being written.
+pub static CSV_EXPORTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("sitrep_csv_exports", "CSV exports of the log being written").expect("metric")
 });
 
 /// Stored events the live feed's catch-up read.

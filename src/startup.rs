@@ -61,6 +61,8 @@ pub struct Settings {
     pub witnesses: Vec<crate::transparency::signer::WitnessTarget>,
     /// Live-feed subscribers served at once (with tokens, a quarter per principal).
     pub max_subscribers: usize,
+    /// The log's origin name, the `source` of its CloudEvents.
+    pub origin: String,
 }
 
 impl Settings {
@@ -78,6 +80,7 @@ impl Settings {
             checkpoint_interval: crate::transparency::signer::DEFAULT_INTERVAL,
             witnesses: Vec::new(),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            origin: crate::formats::cloudevents::DEFAULT_ORIGIN.to_owned(),
         }
     }
 }
@@ -196,6 +199,7 @@ impl Application {
             subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
             verifier: Arc::default(),
             tokens_reloaded: tokens_reloaded_rx,
+            origin: settings.origin.clone(),
         });
         let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");

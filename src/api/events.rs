@@ -6,14 +6,15 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::event_formats;
 use super::query::Query;
 use super::read::{Answer, Read, JSON};
 use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::json;
 use crate::domain::limits::{DEFAULT_PAGE_EVENTS, MAX_BATCH_EVENTS, MAX_PAGE_EVENTS};
-use crate::domain::{EventType, FieldError, NewEvent, Problem, StoredEvent};
-use crate::ledger::Appended;
+use crate::domain::{EventType, FieldError, NewEvent, Problem, Slug, StoredEvent};
+use crate::ledger::{Appended, Ledger};
 use crate::metrics;
 use crate::store::StoreError;
 
@@ -174,16 +175,135 @@ pub async fn append(
 }
 
 #[derive(Serialize)]
-struct Page {
-    events: Vec<StoredEvent>,
-    next_after: Option<u64>,
+pub(super) struct Page {
+    pub events: Vec<StoredEvent>,
+    pub next_after: Option<u64>,
+}
+
+/// The parameters of `GET /v1/events` (and of its CSV form).
+pub(super) const LIST_PARAMS: &[&str] = &["after", "limit", "type", "location", "actor"];
+
+/// The filters of `GET /v1/events`, its CSV and its CloudEvents.
+pub(super) struct EventFilter {
+    pub event_type: Option<EventType>,
+    pub location: Option<Slug>,
+    pub actor: Option<Slug>,
+}
+
+impl EventFilter {
+    pub fn parse(q: &Query) -> Result<EventFilter, ApiError> {
+        Ok(EventFilter {
+            event_type: q.parsed::<EventType>("type")?,
+            location: q.slug("location")?,
+            actor: q.slug("actor")?,
+        })
+    }
+}
+
+/// One page of the log: at most `limit` events with `after < seq <= upto`
+/// that pass `filter`, in seq order. A filtered page looks at no more than
+/// [`MAX_SCAN_EVENTS`] candidates; `next_after` says where it stopped (null
+/// once nothing is left up to `upto` or the head). Blocking: it reads the
+/// store, so callers run it off the async threads.
+pub(super) fn read_page(
+    ledger: &Ledger,
+    filter: &EventFilter,
+    after: u64,
+    limit: usize,
+    upto: u64,
+) -> Result<Page, ApiError> {
+    // Pick the narrowest index, then check the other filters on each event.
+    let (head, candidates, filtered, truncated, actor_seqs) = {
+        let p = ledger.read();
+        let head = p.head_seq().min(upto);
+        let list: Option<Vec<u64>> = if let Some(l) = &filter.location {
+            Some(
+                p.location_ix(l)
+                    .map(|ix| p.location_seqs(ix).to_vec())
+                    .unwrap_or_default(),
+            )
+        } else if let Some(a) = &filter.actor {
+            Some(
+                p.actor_ix(a)
+                    .map(|ix| p.actor_mentions(ix).to_vec())
+                    .unwrap_or_default(),
+            )
+        } else {
+            filter.event_type.map(|t| p.seqs_of_type(t).to_vec())
+        };
+        // With a location leading, the actor filter is checked against its index.
+        let actor_seqs = match (&filter.actor, &filter.location) {
+            (Some(a), Some(_)) => Some(
+                p.actor_ix(a)
+                    .map(|ix| p.actor_mentions(ix).to_vec())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        let filtered = list.is_some();
+        let (candidates, truncated) = match list {
+            Some(seqs) => {
+                let start = seqs.partition_point(|s| *s <= after);
+                let end = seqs.partition_point(|s| *s <= head).max(start);
+                let rest = &seqs[start..end];
+                (
+                    rest.iter().copied().take(MAX_SCAN_EVENTS).collect(),
+                    rest.len() > MAX_SCAN_EVENTS,
+                )
+            }
+            None => (
+                (after.saturating_add(1)..=head).take(limit).collect::<Vec<u64>>(),
+                false,
+            ),
+        };
+        (head, candidates, filtered, truncated, actor_seqs)
+    };
+    let mut events = Vec::new();
+    let mut last_scanned = after;
+    if !filtered {
+        // A plain page is a contiguous range: one scan, which also checks the
+        // links between the events it reads.
+        for item in ledger.store().scan(after.saturating_add(1)).take(candidates.len()) {
+            events.push(item.map_err(storage)?);
+        }
+        last_scanned = events.last().map_or(after, |e| e.seq);
+    } else {
+        for &seq in &candidates {
+            if events.len() == limit {
+                break;
+            }
+            last_scanned = seq;
+            if actor_seqs.as_ref().is_some_and(|s| s.binary_search(&seq).is_err()) {
+                continue;
+            }
+            let event = ledger.store().get(seq).map_err(storage)?.ok_or_else(|| {
+                storage(StoreError::Corrupt {
+                    seq,
+                    reason: "indexed but missing".into(),
+                })
+            })?;
+            if filter.event_type.is_some_and(|t| t != event.event_type) {
+                continue;
+            }
+            events.push(event);
+        }
+    }
+    let more = if filtered {
+        candidates.last().is_some_and(|l| *l > last_scanned) || truncated
+    } else {
+        last_scanned < head
+    };
+    Ok(Page {
+        events,
+        next_after: more.then_some(last_scanned),
+    })
 }
 
 impl Answer for Page {}
 impl Answer for StoredEvent {}
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let read = Read::begin(&req, &["after", "limit", "type", "location", "actor"], JSON)?;
+    let read = Read::begin(&req, LIST_PARAMS, JSON)?;
     let q = &read.query;
     let after = q.uint("after")?.unwrap_or(0);
     let limit = q.uint("limit")?.unwrap_or(DEFAULT_PAGE_EVENTS as u64);
@@ -194,98 +314,15 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         ));
     }
     let limit = limit as usize;
-    let event_type = q.parsed::<EventType>("type")?;
-    let location = q.slug("location")?;
-    let actor = q.slug("actor")?;
+    let filter = EventFilter::parse(q)?;
+    let cloudevents = event_formats::prefers_cloudevents_batch(&req);
     let ledger = state.ledger.clone();
-    let page = web::block(move || -> Result<Page, ApiError> {
-        // Pick the narrowest index, then check the other filters on each event.
-        let (head, candidates, filtered, truncated, actor_seqs) = {
-            let p = ledger.read();
-            let head = p.head_seq();
-            let list: Option<Vec<u64>> = if let Some(l) = &location {
-                Some(
-                    p.location_ix(l)
-                        .map(|ix| p.location_seqs(ix).to_vec())
-                        .unwrap_or_default(),
-                )
-            } else if let Some(a) = &actor {
-                Some(
-                    p.actor_ix(a)
-                        .map(|ix| p.actor_mentions(ix).to_vec())
-                        .unwrap_or_default(),
-                )
-            } else {
-                event_type.map(|t| p.seqs_of_type(t).to_vec())
-            };
-            // With a location leading, the actor filter is checked against its index.
-            let actor_seqs = match (&actor, &location) {
-                (Some(a), Some(_)) => Some(
-                    p.actor_ix(a)
-                        .map(|ix| p.actor_mentions(ix).to_vec())
-                        .unwrap_or_default(),
-                ),
-                _ => None,
-            };
-            let filtered = list.is_some();
-            let (candidates, truncated) = match list {
-                Some(seqs) => {
-                    let start = seqs.partition_point(|s| *s <= after);
-                    let rest = &seqs[start..];
-                    (
-                        rest.iter().copied().take(MAX_SCAN_EVENTS).collect(),
-                        rest.len() > MAX_SCAN_EVENTS,
-                    )
-                }
-                None => (
-                    (after.saturating_add(1)..=head).take(limit).collect::<Vec<u64>>(),
-                    false,
-                ),
-            };
-            (head, candidates, filtered, truncated, actor_seqs)
-        };
-        let mut events = Vec::new();
-        let mut last_scanned = after;
-        if !filtered {
-            // A plain page is a contiguous range: one scan, which also checks the
-            // links between the events it reads.
-            for item in ledger.store().scan(after.saturating_add(1)).take(candidates.len()) {
-                events.push(item.map_err(storage)?);
-            }
-            last_scanned = events.last().map_or(after, |e| e.seq);
-        } else {
-            for &seq in &candidates {
-                if events.len() == limit {
-                    break;
-                }
-                last_scanned = seq;
-                if actor_seqs.as_ref().is_some_and(|s| s.binary_search(&seq).is_err()) {
-                    continue;
-                }
-                let event = ledger.store().get(seq).map_err(storage)?.ok_or_else(|| {
-                    storage(StoreError::Corrupt {
-                        seq,
-                        reason: "indexed but missing".into(),
-                    })
-                })?;
-                if event_type.is_some_and(|t| t != event.event_type) {
-                    continue;
-                }
-                events.push(event);
-            }
-        }
-        let more = if filtered {
-            candidates.last().is_some_and(|l| *l > last_scanned) || truncated
-        } else {
-            last_scanned < head
-        };
-        Ok(Page {
-            events,
-            next_after: more.then_some(last_scanned),
-        })
-    })
-    .await
-    .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
+    let page = web::block(move || read_page(&ledger, &filter, after, limit, u64::MAX))
+        .await
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
+    if cloudevents {
+        return Ok(event_formats::cloudevents_batch(&req, &state.origin, &page));
+    }
     read.answer(&page)
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod caching;
 mod edge;
 pub mod error;
+mod event_formats;
 mod events;
 pub mod guard;
 mod health;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub verifier: Arc<crate::audit::Verifier>,
     /// Counts tokens-file reloads: live feeds re-check their token on each.
     pub tokens_reloaded: tokio::sync::watch::Receiver<u64>,
+    /// The log's origin name: the `source` of its CloudEvents (`--origin`).
+    pub origin: String,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -96,6 +99,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/checkpoint"),
     ("GET", "/v1/events/stream"),
     ("GET", "/metrics"),
+    ("GET", "/v1/events.csv"),
 ];
 
 /// Register every route on an actix `App`.
@@ -129,6 +133,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(events::list)),
         )
         .service(at("/v1/events/{id}").route(web::get().to(events::one)))
+        .service(at("/v1/events.csv").route(web::get().to(event_formats::csv)))
         .service(at("/v1/locations").route(web::get().to(locations::list)))
         .service(at("/v1/locations.geojson").route(web::get().to(locations::geojson)))
         .service(at("/v1/locations.csv").route(web::get().to(locations::csv)))

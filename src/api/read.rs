@@ -89,6 +89,12 @@ impl Read {
         build(&p, point)
     }
 
+    /// The format chosen, or the `406` when `Accept` allows none: for the
+    /// answers a handler writes itself (a streamed export).
+    pub fn format(&self) -> Result<Format, ApiError> {
+        self.format.clone()
+    }
+
     /// The `200` carrying the answer in the chosen format.
     pub fn answer(&self, answer: &impl Answer) -> Result<HttpResponse, ApiError> {
         let format = self.format.clone()?;

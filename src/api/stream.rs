@@ -1,6 +1,6 @@
 //! `GET /v1/events/stream`: the log as server-sent events. Catch-up from the
 //! store, then live from the ledger's feed; `id:` is the seq, `data:` the
-//! stored event. A subscriber that lags behind the feed falls back to the
+//! stored event (or, with `format=cloudevents`, it as a CloudEvent). A subscriber that lags behind the feed falls back to the
 //! store, so memory stays bounded; one that stops reading for
 //! `STALLED_CONSUMER` is dropped and resumes with `Last-Event-ID`. One that
 //! disconnects is let go at once, idle or catching up, and one whose token a
@@ -20,6 +20,7 @@ use super::query::Query;
 use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::{EventType, Slug, StoredEvent};
+use crate::formats::cloudevents::CloudEvent;
 use crate::ledger::Ledger;
 use crate::projection::Projection;
 
@@ -36,6 +37,33 @@ const CATCH_UP_PAGE: u64 = 256;
 /// A principal holds at most this fraction of the server's subscriber slots
 /// (with tokens), so one client cannot shut every other one out.
 const PRINCIPAL_SHARE_DIVISOR: usize = 4;
+
+/// What each `data:` line carries (`format=`).
+enum Render {
+    /// The stored event, as `GET /v1/events` gives it.
+    Stored,
+    /// The stored event as a structured CloudEvent with this `source`.
+    CloudEvents(String),
+}
+
+impl Render {
+    fn parse(q: &Query, origin: &str) -> Result<Render, ApiError> {
+        match q.str("format") {
+            None | Some("stored") => Ok(Render::Stored),
+            Some("cloudevents") => Ok(Render::CloudEvents(origin.to_owned())),
+            Some(_) => Err(ApiError::invalid_parameter("format", "must be stored or cloudevents")),
+        }
+    }
+
+    /// The `data:` of `e`; `stored` is its stored JSON when already rendered.
+    fn data(&self, e: &StoredEvent, stored: Option<&str>) -> serde_json::Result<String> {
+        match (self, stored) {
+            (Render::Stored, Some(json)) => Ok(json.to_owned()),
+            (Render::Stored, None) => serde_json::to_string(e),
+            (Render::CloudEvents(origin), _) => Ok(CloudEvent::of(e, origin).to_json()),
+        }
+    }
+}
 
 struct Filter {
     event_type: Option<EventType>,
@@ -171,7 +199,8 @@ impl Drop for Slot {
 }
 
 pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<impl Responder, ApiError> {
-    let q = Query::parse(req.query_string(), &["after", "type", "location", "actor"])?;
+    let q = Query::parse(req.query_string(), &["after", "type", "location", "actor", "format"])?;
+    let render = Render::parse(&q, &state.origin)?;
     let mut after = q.uint("after")?.unwrap_or(0);
     if let Some(v) = req.headers().get("last-event-id") {
         after = v
@@ -203,7 +232,7 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
         // held open by subscribers; they resume elsewhere with Last-Event-ID.
         // It ends too when a reload removes the subscriber's token.
         tokio::select! {
-            _ = feed(ledger, live, after, filter, tx) => {}
+            _ = feed(ledger, live, after, filter, render, tx) => {}
             _ = shutdown.wait_for(|down| *down) => {}
             _ = revoked => {}
         }
@@ -226,6 +255,7 @@ async fn feed(
     mut live: broadcast::Receiver<Arc<crate::ledger::FeedItem>>,
     after: u64,
     filter: Filter,
+    render: Render,
     tx: mpsc::Sender<sse::Event>,
 ) {
     // Nothing follows the largest seq; saturate rather than wrap to a replay.
@@ -262,7 +292,7 @@ async fn feed(
             crate::metrics::SSE_CATCH_UP_EVENTS.inc_by(page.len() as u64);
             for e in page.into_iter().flatten() {
                 if filter.keeps(&e) {
-                    let Ok(json) = serde_json::to_string(&e) else { return };
+                    let Ok(json) = render.data(&e, None) else { return };
                     if !send(&tx, e.seq, json).await {
                         return;
                     }
@@ -283,8 +313,13 @@ async fn feed(
                 Ok(item) if item.event.seq < next => continue,
                 Ok(item) if item.event.seq > next => break,
                 Ok(item) => {
-                    if filter.keeps(&item.event) && !send(&tx, item.event.seq, item.json.clone()).await {
-                        return;
+                    if filter.keeps(&item.event) {
+                        let Ok(json) = render.data(&item.event, Some(&item.json)) else {
+                            return;
+                        };
+                        if !send(&tx, item.event.seq, json).await {
+                            return;
+                        }
                     }
                     next = item.event.seq + 1;
                 }

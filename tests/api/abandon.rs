@@ -37,6 +37,7 @@ async fn every_get_route_abandoned_by_its_clients_gives_back_what_they_held() {
         .collect();
     // The costly shapes of the routes: filters that match nothing on a long log.
     targets.extend([
+        "/v1/events.csv?location=aleppo&type=air_support_provided".to_owned(),
         "/v1/events/stream?location=aleppo&type=air_support_provided".to_owned(),
         "/v1/events/stream?type=air_support_provided".to_owned(),
         "/v1/events/stream?location=nowhere".to_owned(),
@@ -59,6 +60,11 @@ async fn every_get_route_abandoned_by_its_clients_gives_back_what_they_held() {
             .await,
         0.0,
         "every feed whose client left is let go"
+    );
+    assert_eq!(
+        server.metric_until("sitrep_csv_exports", SETTLE, |v| v == 0.0).await,
+        0.0,
+        "every CSV export whose client left is let go"
     );
     let started = server.metric("sitrep_audit_verify_started_total").await;
     assert_eq!(

@@ -90,6 +90,8 @@ async fn read_paths(app: &TestApp) -> Vec<(&'static str, String)> {
             "/v1/events" => "/v1/events?limit=5".to_owned(),
             "/v1/events/{id}" => format!("/v1/events/{event}"),
             "/v1/events/stream" => continue,
+            // Streamed: no ETag (`a_streamed_export_is_never_held_to_hash_it` below).
+            "/v1/events.csv" => continue,
             "/v1/locations" => "/v1/locations".to_owned(),
             "/v1/locations.geojson" => "/v1/locations.geojson".to_owned(),
             "/v1/locations.csv" => "/v1/locations.csv".to_owned(),
@@ -249,6 +251,21 @@ async fn the_live_feed_has_no_etag_and_is_never_served_from_a_cache() {
     // The feed's own `no-cache`: without a validator every use reaches the server.
     let control = header(&res, CACHE_CONTROL).expect("Cache-Control");
     assert!([UNPINNED, NOT_STORED].contains(&control.as_str()), "{control}");
+}
+
+#[tokio::test]
+async fn a_streamed_export_is_never_held_to_hash_it() {
+    let app = spawn_demo_app().await;
+    let res = get_if_none_match(&app, "/v1/events.csv", "*").await;
+    assert_eq!(
+        res.status(),
+        200,
+        "a condition never turns a streamed export into a 304"
+    );
+    assert_eq!(header(&res, ETAG), None);
+    let control = header(&res, CACHE_CONTROL).expect("Cache-Control");
+    assert!([UNPINNED, NOT_STORED].contains(&control.as_str()), "{control}");
+    assert!(!res.bytes().await.unwrap().is_empty(), "the export itself");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod errors;
 mod faults;
+mod formats_events;
 mod formats_geo;
 mod merkle;
 mod model;

@@ -691,9 +691,15 @@ impl Checker {
                     Err(e) => errs.push(format!("event data is not JSON: {e}")),
                     Ok(v) => {
                         errs.extend(errors_against(&data_pointer, &v));
+                        // A CloudEvent carries the stored event as its `data`.
+                        let seq = if v.get("specversion").is_some() {
+                            &v["data"]["seq"]
+                        } else {
+                            &v["seq"]
+                        };
                         if let Some(id) = id {
-                            if v["seq"] != json!(id) {
-                                errs.push(format!("event id {id} differs from its data's seq {}", v["seq"]));
+                            if *seq != json!(id) {
+                                errs.push(format!("event id {id} differs from its data's seq {seq}"));
                             }
                         }
                     }
@@ -703,7 +709,24 @@ impl Checker {
         }
         let schema_pointer = format!("{response_pointer}/content/{}/schema", esc(&media));
         if media == "text/csv" {
+            // RFC 4180 with CRLF line ends; a header row of the documented
+            // `x-csv-columns`, and every row as wide.
             errs.extend(errors_against(&schema_pointer, &Value::String(ex.body.clone())));
+            let columns = &at(&format!("{response_pointer}/content/{}", esc(&media)))["x-csv-columns"];
+            if !ex.body.is_empty() && !ex.body.ends_with("\r\n") {
+                errs.push("a CSV body that does not end in CRLF".to_owned());
+            }
+            let mut reader = csv::Reader::from_reader(ex.body.as_bytes());
+            match reader.headers() {
+                Ok(h) if json!(h.iter().collect::<Vec<_>>()) == *columns => {}
+                other => errs.push(format!("CSV header {other:?} is not x-csv-columns {columns}")),
+            }
+            for (i, row) in reader.records().enumerate() {
+                match row {
+                    Ok(r) if Some(r.len()) == columns.as_array().map(Vec::len) => {}
+                    other => errs.push(format!("CSV row {}: {other:?}", i + 1)),
+                }
+            }
             return errs;
         }
         if media == "text/plain" {
@@ -877,6 +900,30 @@ async fn responses_validate_against_the_spec() {
     c.get("/v1/events?actor=hts&location=aleppo&type=forces_entered", 200)
         .await;
     c.get("/v1/events?location=nowhere", 200).await;
+    for query in [
+        "",
+        "?limit=3",
+        "?after=10&limit=5",
+        "?type=control_established",
+        "?location=aleppo&actor=hts",
+        "?location=nowhere",
+        &format!("?after={head_seq}"),
+    ] {
+        c.get(&format!("/v1/events.csv{query}"), 200).await;
+    }
+    c.accept = Some("application/cloudevents-batch+json".into());
+    for query in [
+        "?limit=5",
+        "?location=aleppo&limit=2",
+        &format!("?after={head_seq}"),
+        "?limit=1000",
+    ] {
+        c.get(&format!("/v1/events{query}"), 200).await;
+    }
+    c.get("/v1/events?limit=0", 400).await;
+    c.accept = Some("application/json;q=0.5, application/cloudevents-batch+json".into());
+    c.get("/v1/events?limit=2", 200).await;
+    c.accept = None;
     c.get(&format!("/v1/events/{first_id}"), 200).await;
     c.get(&format!("/v1/events/{}", first_id.to_uppercase()), 200).await;
 
@@ -944,6 +991,8 @@ async fn responses_validate_against_the_spec() {
     .await;
     c.get_accepting("/v1/locations.geojson", "application/*", 200).await;
     c.get_accepting("/v1/locations.csv", "text/*", 200).await;
+    c.get_accepting("/v1/events.csv?limit=2", "text/csv", 200).await;
+    c.get_accepting("/v1/events.csv?limit=2", "application/json", 406).await;
     for path in [
         EVENTS.to_owned(),
         format!("/v1/events/{first_id}"),
@@ -1022,12 +1071,29 @@ async fn responses_validate_against_the_spec() {
         // Last-Event-ID wins over `after`.
         ("/v1/events/stream?after=1".to_owned(), Some("5"), 6),
         ("/v1/events/stream".to_owned(), Some("0"), 1),
+        ("/v1/events/stream?format=stored".to_owned(), None, 1),
     ] {
         match c.stream(&path, last_event_id, 200).await {
             Some((id, e)) if id == want && e == nth(want) => {}
             other => c.failures.push(format!(
                 "GET {path} (Last-Event-ID {last_event_id:?}): the first event should be seq {want} exactly as \
                  GET /v1/events has it, got {other:?}"
+            )),
+        }
+    }
+    for filter in ["format=cloudevents", "format=cloudevents&after=10&location=aleppo"] {
+        let listed = c
+            .get(
+                &format!("/v1/events?{}&limit=1", filter.replace("format=cloudevents", "")),
+                200,
+            )
+            .await;
+        let path = format!("/v1/events/stream?{filter}");
+        match c.stream(&path, None, 200).await {
+            Some((id, e)) if json!(id) == listed["events"][0]["seq"] && e["data"] == listed["events"][0] => {}
+            other => c.failures.push(format!(
+                "GET {path}: the first event should be a CloudEvent of {}, got {other:?}",
+                listed["events"][0]
             )),
         }
     }
@@ -1262,6 +1328,13 @@ async fn responses_validate_against_the_spec() {
         "/v1/audit/proof/consistency?first=1&second=-2".to_owned(),
         "/v1/audit/proof/consistency?first=1&first=2".to_owned(),
         "/v1/audit/proof/consistency?first=1&to=2".to_owned(),
+        "/v1/events.csv?limit=0".to_owned(),
+        "/v1/events.csv?limit=x".to_owned(),
+        "/v1/events.csv?after=-1".to_owned(),
+        "/v1/events.csv?type=invasion".to_owned(),
+        "/v1/events.csv?location=Not_A_Slug".to_owned(),
+        "/v1/events.csv?actor=".to_owned(),
+        "/v1/events.csv?format=csv".to_owned(),
     ] {
         c.get(&path, 400).await;
     }
@@ -1276,6 +1349,8 @@ async fn responses_validate_against_the_spec() {
         ("/v1/events/stream?type=invasion", None),
         ("/v1/events/stream?location=Not_A_Slug", None),
         ("/v1/events/stream?actor=Not_A_Slug", None),
+        ("/v1/events/stream?format=xml", None),
+        ("/v1/events/stream?format=", None),
         ("/v1/events/stream", Some("abc")),
         ("/v1/events/stream", Some("-1")),
         ("/v1/events/stream?after=3", Some("1.5")),
@@ -1597,11 +1672,14 @@ async fn revalidated(c: &mut Checker) {
     let page = c.expect(Method::GET, "/v1/events?limit=1", None, 200).await;
     let event = page["events"][0]["id"].as_str().unwrap_or_default().to_owned();
     for (method, template) in sitrep::api::ROUTES {
-        // The checkpoint is answered by a signing server: `signed_checkpoint`
-        // revalidates it there.
+        // Streamed answers have no ETag; the checkpoint is answered by a
+        // signing server: `signed_checkpoint` revalidates it there.
         if *method != "GET"
             || !template.starts_with("/v1/")
-            || matches!(*template, "/v1/events/stream" | "/v1/audit/checkpoint")
+            || matches!(
+                *template,
+                "/v1/events/stream" | "/v1/events.csv" | "/v1/audit/checkpoint"
+            )
         {
             continue;
         }
