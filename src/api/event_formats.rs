@@ -8,7 +8,6 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::events::{read_page, EventFilter, Page, LIST_PARAMS};
-use super::query::Query;
 use super::read::{Format, Read};
 use super::{ApiError, AppState, Code};
 use crate::formats::cloudevents::{CloudEvent, BATCH_MEDIA_TYPE};
