@@ -131,6 +131,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// ACLED data into a running server (see the README, "ACLED import").
+    Acled {
+        #[command(subcommand)]
+        command: AcledCommand,
+    },
     /// Load the Aleppo demo scenario into a data directory.
     Demo {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
@@ -147,6 +152,28 @@ pub enum TokenCommand {
         /// reader, reporter, admin or metrics.
         #[arg(long)]
         role: crate::auth::Role,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AcledCommand {
+    /// Import an ACLED export (CSV, ACLED's columns) and/or a deletions file
+    /// (event_id_cnty, deleted_timestamp). Re-importing writes nothing; a row
+    /// with a newer timestamp retracts and replaces its earlier import; a
+    /// deletion retracts it. Exit status 0 when every row went in, 1 when some
+    /// were refused (each is named by its line on stderr), 2 on a fatal error.
+    Import {
+        /// The ACLED export.
+        file: Option<PathBuf>,
+        /// ACLED's deleted events: their earlier imports are retracted.
+        #[arg(long)]
+        deletions: Option<PathBuf>,
+        /// Base URL of the server, e.g. http://127.0.0.1:8080
+        #[arg(long, env = "SITREP_SERVER")]
+        server: String,
+        /// Bearer token of a reporter.
+        #[arg(long, env = "SITREP_TOKEN")]
+        token: Option<String>,
     },
 }
 
@@ -384,6 +411,23 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map(|r| r.status().is_success())
                 .unwrap_or(false);
             Ok(if ok { 0 } else { 1 })
+        }
+        Command::Acled {
+            command:
+                AcledCommand::Import {
+                    file,
+                    deletions,
+                    server,
+                    token,
+                },
+        } => {
+            let summary = crate::acled::import(&crate::acled::Options {
+                file,
+                deletions,
+                server,
+                token,
+            })?;
+            Ok(if summary.refused == 0 { 0 } else { 1 })
         }
         Command::Demo { data_dir } => {
             let ledger = Ledger::open(&data_dir)?;

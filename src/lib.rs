@@ -16,9 +16,11 @@
 //!   projection.
 //! - [`audit`]: chain verification and the tree head, for HTTP and the CLI.
 //! - [`auditor`]: the third-party checks a client runs against a server.
+//! - [`acled`]: ACLED exports into a running server, through its public API.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
+pub mod acled;
 pub mod api;
 pub mod audit;
 pub mod auditor;
