@@ -203,6 +203,8 @@ impl Client {
         match status.as_u16() {
             201 => Ok(Answer::Created),
             200 => Ok(Answer::Retried),
+            // No row would fare better: stop rather than refuse each one.
+            401 | 403 => bail!("POST {url} answered {status}: {text}"),
             400..=499 => Ok(Answer::Refused(problem_text(status.as_u16(), &text))),
             _ => bail!("POST {url} answered {status}: {text}"),
         }

@@ -467,12 +467,13 @@ pub fn parse_row(header: &Header, record: &csv::StringRecord, line: u64) -> Resu
         developments.push(development(Role::Report, "report", json!({"summary": summary})));
     }
     if fatalities > 0 {
-        // ACLED codes the most conservative figure its sources support: the best
-        // estimate and the lower bound; the upper bound is unknown.
+        // ACLED's figure is its best (and deliberately conservative) estimate
+        // and it gives no range: `killed` alone, whose low and high default to
+        // it (CONTRACT section 10).
         developments.push(development(
             Role::Casualties,
             "casualties_reported",
-            json!({"killed": fatalities, "killed_low": fatalities}),
+            json!({"killed": fatalities}),
         ));
     }
 
