@@ -125,6 +125,10 @@ pub enum Command {
         /// Locations of the at-scale log.
         #[arg(long, default_value_t = 10_000)]
         scale_locations: u64,
+        /// Measure only the ACLED import rate, importing a synthetic export of
+        /// this many rows (new, again, then updated).
+        #[arg(long, value_name = "ROWS")]
+        acled: Option<u64>,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
@@ -377,6 +381,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             seconds,
             scale_events,
             scale_locations,
+            acled,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -385,6 +390,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 seconds,
                 scale_events,
                 scale_locations: scale_locations.max(1),
+                acled_rows: acled,
             })?;
             Ok(0)
         }

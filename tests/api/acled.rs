@@ -357,3 +357,22 @@ async fn the_import_takes_a_token_and_a_reader_is_refused() {
     assert!(seq.as_u64().unwrap() > 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_row_deleted_in_the_same_run_is_not_imported() {
+    let app = spawn_app().await;
+    let (code, err) = import(
+        &app,
+        &[&fixture("export.csv"), "--deletions", &fixture("deletions.csv")],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("rows read 11, written 9, unchanged 2, retracted 0, refused 0"),
+        "{err}"
+    );
+    let ariha = place(&app, "Ariha", "town").await;
+    assert_eq!(developments(&app, &ariha).await, Vec::<Value>::new());
+    assert_eq!(retracted(&app).await, Vec::<String>::new());
+    app.stop().await;
+}
