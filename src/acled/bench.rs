@@ -8,8 +8,11 @@ use anyhow::bail;
 
 use super::{import, Options, Summary};
 
-/// Countries, each with (admin1, admin2, admin3 or "", location, lat, lon) places.
-const PLACES: &[(&str, &str, &[(&str, &str, &str, &str, f64, f64)])] = &[
+/// A place of the synthetic export: admin1, admin2, admin3 (or ""), location, lat, lon.
+type Place = (&'static str, &'static str, &'static str, &'static str, f64, f64);
+
+/// Countries (name, ISO 3166-1 number) and their places.
+const PLACES: &[(&str, &str, &[Place])] = &[
     (
         "Syria",
         "760",

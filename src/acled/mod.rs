@@ -279,7 +279,11 @@ impl Progress {
     }
 }
 
-fn records(path: &Path) -> anyhow::Result<(csv::StringRecord, Vec<(u64, Result<csv::StringRecord, String>)>)> {
+/// A record of a file with the line it starts on, or why it cannot be read.
+type Record = (u64, Result<csv::StringRecord, String>);
+
+/// The header and the records of a CSV file.
+fn records(path: &Path) -> anyhow::Result<(csv::StringRecord, Vec<Record>)> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
