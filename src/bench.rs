@@ -24,6 +24,8 @@ pub struct Options {
     pub scale_locations: u64,
     /// Measure only signed checkpoints and witnesses.
     pub checkpoints: bool,
+    /// Measure only the ACLED import rate, with an export of this many rows.
+    pub acled_rows: Option<u64>,
 }
 
 /// Locations the HTTP workloads write to and read from.
@@ -516,6 +518,9 @@ fn print_table(rows: &[Row]) {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if let Some(rows) = opts.acled_rows {
+        return acled(&opts, rows);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1220,6 +1225,30 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
     println!();
     println!("Non-2xx answers or errors during the HTTP runs: {errors}");
     drop((plain, signed, witnesses));
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// `sitrep bench --acled ROWS`: the import rate of a synthetic ACLED export
+/// into a server of its own (or `--server`), printed as a table.
+fn acled(opts: &Options, rows: u64) -> anyhow::Result<()> {
+    let tmp = tempfile_dir("sitrep-bench-acled")?;
+    let own = match &opts.server {
+        Some(_) => None,
+        None => Some(Server::spawn(&tmp.join("data"))?),
+    };
+    let url = opts
+        .server
+        .clone()
+        .or_else(|| own.as_ref().map(|s| s.url.clone()))
+        .expect("a server of its own or --server");
+    let figures = crate::acled::bench::rates(&url, opts.token.clone(), &tmp, rows)?;
+    drop(own);
+    println!("| figure | rate |");
+    println!("|---|---:|");
+    for (name, rate) in figures {
+        println!("| {name} | {rate:.0} rows/s |");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -185,11 +185,20 @@ pub enum Command {
         /// witness round trip, appends with and without two witnesses.
         #[arg(long)]
         checkpoints: bool,
+        /// Measure only the ACLED import rate, importing a synthetic export of
+        /// this many rows (new, again, then updated).
+        #[arg(long, value_name = "ROWS")]
+        acled: Option<u64>,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// ACLED data into a running server (see the README, "ACLED import").
+    Acled {
+        #[command(subcommand)]
+        command: AcledCommand,
     },
     /// Load the Aleppo demo scenario into a data directory.
     Demo {
@@ -273,6 +282,28 @@ impl TrustArgs {
         }
         Ok(Some(crate::auditor::Trust { log, witnesses, quorum }))
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AcledCommand {
+    /// Import an ACLED export (CSV, ACLED's columns) and/or a deletions file
+    /// (event_id_cnty, deleted_timestamp). Re-importing writes nothing; a row
+    /// with a newer timestamp retracts and replaces its earlier import; a
+    /// deletion retracts it. Exit status 0 when every row went in, 1 when some
+    /// were refused (each is named by its line on stderr), 2 on a fatal error.
+    Import {
+        /// The ACLED export.
+        file: Option<PathBuf>,
+        /// ACLED's deleted events: their earlier imports are retracted.
+        #[arg(long)]
+        deletions: Option<PathBuf>,
+        /// Base URL of the server, e.g. http://127.0.0.1:8080
+        #[arg(long, env = "SITREP_SERVER")]
+        server: String,
+        /// Bearer token of a reporter.
+        #[arg(long, env = "SITREP_TOKEN")]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -546,6 +577,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             scale_events,
             scale_locations,
             checkpoints,
+            acled,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -555,6 +587,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 scale_events,
                 scale_locations: scale_locations.max(1),
                 checkpoints,
+                acled_rows: acled,
             })?;
             Ok(0)
         }
@@ -581,6 +614,23 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map(|r| r.status().is_success())
                 .unwrap_or(false);
             Ok(if ok { 0 } else { 1 })
+        }
+        Command::Acled {
+            command:
+                AcledCommand::Import {
+                    file,
+                    deletions,
+                    server,
+                    token,
+                },
+        } => {
+            let summary = crate::acled::import(&crate::acled::Options {
+                file,
+                deletions,
+                server,
+                token,
+            })?;
+            Ok(if summary.refused == 0 { 0 } else { 1 })
         }
         Command::Demo { data_dir } => {
             let ledger = Ledger::open(&data_dir)?;

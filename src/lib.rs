@@ -19,9 +19,11 @@
 //! - [`transparency`]: signed checkpoints, cosignatures, and the witness.
 //! - [`formats`]: GeoJSON, CSV and CloudEvents renderings of the log and its
 //!   read models, for the API and the command line alike.
+//! - [`acled`]: ACLED exports into a running server, through its public API.
 //! - [`api`]: the only code that imports actix: routes and problem+json.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
+pub mod acled;
 pub mod api;
 pub mod audit;
 pub mod auditor;

@@ -6,6 +6,7 @@ mod helpers;
 mod hostile;
 
 mod abandon;
+mod acled;
 mod appends;
 mod audit;
 mod auditor;
