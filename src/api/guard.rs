@@ -1,5 +1,6 @@
 //! Authentication, authorisation and the per-principal rate limit, in front of
-//! every route. `/healthz` and `/readyz` are always open.
+//! every route. `/healthz`, `/readyz` and the map's pages and assets (no data
+//! behind them: the page reads `/v1` with the reader's token) are always open.
 
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +27,7 @@ pub type Auth = Option<Arc<RwLock<Tokens>>>;
 fn need(req: &ServiceRequest) -> Option<Need> {
     match req.path() {
         "/healthz" | "/readyz" => None,
+        p if super::pages::is_public(p) => None,
         "/metrics" => Some(Need::Metrics),
         _ if req.method() == Method::POST => Some(Need::Append),
         _ => Some(Need::Read),

@@ -12,6 +12,7 @@ mod health;
 mod locations;
 mod query;
 mod stream;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -41,8 +42,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Longest incoming `x-request-id` that is kept; longer ones are replaced.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
-/// Every route of the service, as (method, path) pairs: the spec test checks the
-/// OpenAPI document against this list.
+/// Every route of the API, as (method, path) pairs: the spec test checks the
+/// OpenAPI document against this list. The map and the docs pages are not API
+/// routes; they are listed in [`pages::PAGES`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -88,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/audit/verify").route(web::get().to(audit::verify)))
         .service(at("/v1/audit/proof/inclusion").route(web::get().to(audit::inclusion)))
         .service(at("/v1/audit/proof/consistency").route(web::get().to(audit::consistency)))
+        .configure(pages::configure)
         .default_service(web::to(not_found));
 }
 

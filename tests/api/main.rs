@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod errors;
 mod faults;
+mod map;
 mod merkle;
 mod process;
 mod reads;

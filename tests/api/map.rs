@@ -1,0 +1,648 @@
+//! The map page: how it is served (content types, CSP, caching, public with
+//! tokens on), and what a person sees in a real headless Chromium driven through
+//! chromedriver: Aleppo in HTS's colour on 30 November and contested on 29
+//! November, the slider and the log-position control, the panel with its source,
+//! the reporter's form (a change that arrives through the live feed, a field
+//! error), a `#as_of=` link, the token box, a phone-width screen, and no console
+//! errors. Screenshots go to `target/browser/` (also on failure).
+//!
+//! Chromium and chromedriver come from the system (Debian's `chromium` and
+//! `chromium-driver`, installed by `.ci/run`; `SITREP_CHROMIUM` and
+//! `SITREP_CHROMEDRIVER` override the paths). Without them the browser test is
+//! skipped with a message, except under `CI`, where it fails.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use sitrep::startup::{Application, Settings};
+
+use crate::helpers::{spawn_demo_app, TestApp};
+
+/// Longest wait for anything the page should show.
+const WAIT: Duration = Duration::from_secs(20);
+/// Between two looks at the page while waiting.
+const POLL: Duration = Duration::from_millis(100);
+/// Longest wait for chromedriver to answer at start.
+const DRIVER_START: Duration = Duration::from_secs(20);
+/// Flags that keep a headless Chromium off the network and quick to start.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+];
+const DESKTOP: (u32, u32) = (1400, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+// ---------------------------------------------------------------------------
+// Served right: no browser needed
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_types_csp_and_caching() {
+    let app = spawn_demo_app().await;
+    let res = app.get("/").await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+    for directive in ["default-src 'self'", "script-src 'self';", "style-src 'self';", "connect-src 'self'"] {
+        assert!(csp.contains(directive), "CSP lacks {directive}: {csp}");
+    }
+    assert!(!csp.contains("unsafe") && !csp.contains("http"), "{csp}");
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let html = res.text().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+
+    // Every asset the page names: right type, a year of immutable caching.
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .collect();
+    assert!(assets.len() >= 5, "{assets:?}");
+    for path in &assets {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let want = match path.rsplit('.').next() {
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            other => panic!("unexpected asset {path} ({other:?})"),
+        };
+        assert_eq!(ct, want, "{path}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{path}"
+        );
+    }
+    // Compressed when the browser asks for it.
+    let js = assets.iter().find(|p| p.ends_with("leaflet.js")).unwrap();
+    let res = app
+        .client
+        .get(app.url(js))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    // An asset under another build's digest is not this content.
+    let stale = js.replacen("/assets/", "/assets/0000000000000000-", 1);
+    assert_eq!(app.get(&stale).await.status(), 404);
+    assert_eq!(app.get("/assets/nothing/js/main.js").await.status(), 404);
+    // The docs and the spec they render.
+    let res = app.get("/docs").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self';"));
+    let res = app.get("/docs/openapi.yaml").await;
+    assert_eq!(res.headers()["content-type"], "application/yaml");
+    assert!(res.text().await.unwrap().contains("\nopenapi: 3.1"));
+    // Only GET and HEAD.
+    let res = app.client.post(app.url("/")).body("x").send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    let res = app.client.head(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn with_tokens_the_page_is_public_and_the_data_is_not() {
+    let secured = Secured::spawn().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", secured.address)).send();
+    let html = get("/").await.unwrap();
+    assert_eq!(html.status(), 200);
+    let html = html.text().await.unwrap();
+    let css = html.split('"').find(|s| s.ends_with("app.css")).unwrap();
+    assert_eq!(get(css).await.unwrap().status(), 200);
+    assert_eq!(get("/docs").await.unwrap().status(), 200);
+    assert_eq!(get("/v1/locations").await.unwrap().status(), 401);
+    assert_eq!(get("/v1/events/stream").await.unwrap().status(), 401);
+    secured.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// A real browser
+// ---------------------------------------------------------------------------
+
+/// Chromium and chromedriver, or `None` (skip) outside CI.
+fn browser_paths() -> Option<(PathBuf, PathBuf)> {
+    let pick = |var: &str, default: &str| PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.to_owned()));
+    let chromium = pick("SITREP_CHROMIUM", "/usr/bin/chromium");
+    let driver = pick("SITREP_CHROMEDRIVER", "/usr/bin/chromedriver");
+    if chromium.exists() && driver.exists() {
+        return Some((chromium, driver));
+    }
+    let msg = format!(
+        "the browser test needs {} and {} (apt-get install chromium chromium-driver)",
+        chromium.display(),
+        driver.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI is set: {msg}");
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// chromedriver as a child process, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start(path: &PathBuf) -> Driver {
+        let port = free_port();
+        let child = Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + DRIVER_START;
+        loop {
+            let up = reqwest::get(format!("{}/status", driver.url)).await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not answer within {DRIVER_START:?}");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromedriver's browser log (console messages, uncaught errors, CSP
+/// refusals, failed loads), which W3C WebDriver does not cover.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+    }
+}
+
+/// A browser session on one page, with a screenshot directory.
+struct Page {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Page {
+    async fn open(driver: &Driver, chromium: &PathBuf, base: &str) -> Page {
+        let profile = tempfile::tempdir().expect("a profile dir");
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.push(format!("--window-size={},{}", DESKTOP.0, DESKTOP.1));
+        let caps = json!({
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let caps = caps.as_object().unwrap().clone().into_iter().collect();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+        std::fs::create_dir_all(&shots).expect("target/browser");
+        Page {
+            client,
+            base: base.to_owned(),
+            shots,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    /// Run `script` (a function body; `arguments` are `args`) in the page.
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Wait until `script` returns something truthy; returns it.
+    async fn until(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            last = self.js(script, args.clone()).await;
+            if !matches!(&last, Value::Null | Value::Bool(false)) && last != json!("") {
+                return last;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        self.shot("failure").await;
+        panic!("waited {WAIT:?} for: {what} (last: {last})");
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+    }
+
+    /// Wait until the element for `css` exists; click it.
+    async fn click(&self, css: &str) {
+        self.until(&format!("{css} to be shown"), "const e = document.querySelector(arguments[0]); return !!e && e.getClientRects().length > 0;", vec![json!(css)])
+            .await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// A location's drawn marker: (status, controller, fill).
+    async fn marker(&self, id: &str) -> Value {
+        self.js(
+            "const p = document.querySelector(`path[data-loc=\"${arguments[0]}\"]`);
+             return p && {status: p.dataset.status, controller: p.dataset.controller,
+                          fill: p.getAttribute('fill'), dash: p.getAttribute('stroke-dasharray')};",
+            vec![json!(id)],
+        )
+        .await
+    }
+
+    /// The colour the legend shows for `actor`.
+    async fn legend_colour(&self, actor: &str) -> String {
+        self.until(
+            &format!("a legend entry for {actor}"),
+            "const r = [...document.querySelectorAll('.legend-row[data-actor]')]
+               .find((r) => r.dataset.actor.split(' ').includes(arguments[0]));
+             return r && r.querySelector('circle').getAttribute('fill');",
+            vec![json!(actor)],
+        )
+        .await
+        .as_str()
+        .expect("a colour")
+        .to_owned()
+    }
+
+    async fn wait_marker(&self, id: &str, status: &str, controller: &str) -> Value {
+        self.until(
+            &format!("{id} drawn as {status} {controller}"),
+            "const p = document.querySelector(`path[data-loc=\"${arguments[0]}\"]`);
+             return p && p.dataset.status === arguments[1] && p.dataset.controller === arguments[2]
+               && p.getAttribute('fill');",
+            vec![json!(id), json!(status), json!(controller)],
+        )
+        .await;
+        self.marker(id).await
+    }
+
+    async fn shot(&self, name: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(self.shots.join(format!("{name}.png")), png);
+        }
+    }
+
+    /// Console errors, uncaught exceptions, CSP refusals and failed loads so far.
+    async fn errors(&self) -> Vec<String> {
+        let log = self.client.issue_cmd(BrowserLog).await.expect("the browser log");
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// A demo server with tokens, in this process (the token box).
+struct Secured {
+    address: String,
+    reader: String,
+    handle: sitrep::startup::StopHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Secured {
+    async fn spawn() -> Secured {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let (reader, hash) = sitrep::auth::new_token();
+        let path = tmp.path().join("tokens");
+        std::fs::write(&path, format!("rita reader {hash}\n")).expect("tokens file");
+        let mut settings = Settings::new(tmp.path().join("data"), "127.0.0.1:0");
+        settings.demo = true;
+        settings.workers = 2;
+        settings.tokens = Some(path);
+        let app = Application::build(settings).await.expect("the server starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.stop_handle();
+        let running = tokio::spawn(app.run_until_stopped());
+        Secured {
+            address,
+            reader,
+            handle,
+            running,
+            _tmp: tmp,
+        }
+    }
+
+    async fn stop(self) {
+        self.handle.stop().await;
+        self.running.await.expect("server task").expect("server ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_can_read_replay_and_report_on_the_map() {
+    let Some((chromium, driver_path)) = browser_paths() else {
+        return;
+    };
+    let app = spawn_demo_app().await;
+    let driver = Driver::start(&driver_path).await;
+    let page = Page::open(&driver, &chromium, &app.address).await;
+    read_and_replay(&page).await;
+    report(&page, &app).await;
+    phone(&page).await;
+    // The one refusal the test provoked (the bad post) is logged by the
+    // browser as a failed load; anything else is an error of the page.
+    let errors: Vec<String> = page
+        .errors()
+        .await
+        .into_iter()
+        .filter(|e| !(e.contains("/v1/events ") && e.contains("status of 422")))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // The token box: a server with tokens shows the page, asks for a token,
+    // and then reads and follows the log with it.
+    let secured = Secured::spawn().await;
+    page.client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
+    page.client
+        .goto(&format!("{}/#as_of=2024-11-30T12:00:00Z", secured.address))
+        .await
+        .unwrap();
+    page.until("the token box to open", "return document.querySelector('#token-dialog').open;", vec![])
+        .await;
+    page.shot("token-box").await;
+    page.client
+        .find(Locator::Css("#token-input"))
+        .await
+        .unwrap()
+        .send_keys(&secured.reader)
+        .await
+        .unwrap();
+    page.click("#token-save").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    page.until("the live feed with the token", "return document.querySelector('#live').dataset.state === 'live';", vec![])
+        .await;
+    let url = page.client.current_url().await.unwrap();
+    assert!(!url.as_str().contains(&secured.reader), "the token is in the URL: {url}");
+    let kept = page.js("return sessionStorage.getItem('sitrep.token');", vec![]).await;
+    assert_eq!(kept, json!(secured.reader));
+    // The 401 that made the page ask for a token is the only error allowed here.
+    let errors: Vec<String> = page
+        .errors()
+        .await
+        .into_iter()
+        .filter(|e| !e.contains("status of 401"))
+        .collect();
+    assert!(errors.is_empty(), "console errors with tokens: {errors:#?}");
+
+    page.client.close().await.unwrap();
+    secured.stop().await;
+    app.stop().await;
+}
+
+async fn read_and_replay(page: &Page) {
+    // A link with `as_of`: Aleppo held by HTS on 30 November, in HTS's colour.
+    page.goto("/#as_of=2024-11-30T12:00:00Z").await;
+    let aleppo = page.wait_marker("aleppo", "controlled", "hts").await;
+    let hts = page.legend_colour("hts").await;
+    assert_eq!(aleppo["fill"], json!(hts), "Aleppo is drawn in HTS's colour");
+    // The army's withdrawal was the army's own claim: drawn dashed.
+    assert!(aleppo["dash"].is_string(), "a claimed status is dashed: {aleppo}");
+    let label = page
+        .js("return [...document.querySelectorAll('.loc-label')].map((l) => l.textContent);", vec![])
+        .await;
+    assert!(label.as_array().unwrap().contains(&json!("Aleppo")), "{label}");
+    page.until("the timeline", "return document.documentElement.dataset.timeline === 'ready';", vec![])
+        .await;
+    page.shot("aleppo-30-nov").await;
+
+    // 29 November: contested, hatched in the colours of both.
+    page.goto("/#as_of=2024-11-29T12:00:00Z").await;
+    let aleppo = page.wait_marker("aleppo", "contested", "").await;
+    let fill = aleppo["fill"].as_str().unwrap().to_owned();
+    assert!(fill.starts_with("url(#hatch"), "contested is hatched: {fill}");
+    let saa = page.legend_colour("saa").await;
+    assert_ne!(hts, saa, "HTS and the army look different");
+    let stripes = page
+        .js(
+            "return [...document.querySelector(arguments[0]).querySelectorAll('rect')].map((r) => r.getAttribute('fill'));",
+            vec![json!(fill.trim_start_matches("url(").trim_end_matches(')'))],
+        )
+        .await;
+    assert_eq!(stripes, json!([hts, saa]), "the stripes are HTS's and the army's colours");
+    page.until("a contested legend entry", "return !!document.querySelector('.legend-row[data-status=contested]');", vec![])
+        .await;
+    page.shot("aleppo-29-nov").await;
+
+    // Step forward to the next development (30 November, 00:00): held by HTS.
+    page.click("#tl-fwd").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    page.until(
+        "the date and the URL to follow the step",
+        "return document.querySelector('#tl-date').textContent === '30 Nov 2024, 00:00 UTC'
+           && location.hash.includes('as_of=2024-11-30T00:00:00Z');",
+        vec![],
+    )
+    .await;
+    // And back by keyboard, on the slider itself.
+    page.client
+        .find(Locator::Css("#tl-slider"))
+        .await
+        .unwrap()
+        .send_keys(&char::from(fantoccini::key::Key::Left).to_string())
+        .await
+        .unwrap();
+    page.wait_marker("aleppo", "contested", "").await;
+
+    // As the log knew it at seq 21 (before the army's withdrawal was recorded),
+    // 30 November was still contested.
+    page.goto("/#as_of=2024-11-30T12:00:00Z&at_seq=21").await;
+    page.wait_marker("aleppo", "contested", "").await;
+    page.until(
+        "the log position to show",
+        "return document.querySelector('#seq-label').textContent.startsWith('seq 21 of 32');",
+        vec![],
+    )
+    .await;
+    page.click("#seq-latest").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+
+    // Compare 29 and 30 November: Aleppo is listed and ringed as changed.
+    page.goto("/#as_of=2024-11-30T12:00:00Z&cmp=1&cmp_as_of=2024-11-29T12:00:00Z").await;
+    page.until(
+        "Aleppo listed as changed",
+        "const li = document.querySelector('#compare-list li[data-loc=aleppo]');
+         return li && !document.querySelector('#compare').hidden && li.textContent.includes('→')
+           && !!document.querySelector('path[data-changed=aleppo]');",
+        vec![],
+    )
+    .await;
+    page.shot("compare").await;
+
+    // The panel: open it by clicking the marker; the change and its source.
+    page.goto("/#as_of=2024-11-30T12:00:00Z").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    page.click("path[data-loc=aleppo]").await;
+    let text = page
+        .until(
+            "the panel with the source",
+            "const p = document.querySelector('#panel');
+             return !p.hidden && p.textContent.includes('What changed it') && p.textContent;",
+            vec![],
+        )
+        .await;
+    let text = text.as_str().unwrap();
+    for want in [
+        "Aleppo",
+        "Held by Hay'at Tahrir al-Sham",
+        "Forces withdrew",
+        "Syrian army general command",
+        "claim by Syrian Arab Army",
+        "Subdivisions (3)",
+    ] {
+        assert!(text.contains(want), "the panel lacks {want:?}:\n{text}");
+    }
+    assert!(
+        page.js("return location.hash;", vec![]).await.as_str().unwrap().contains("loc=aleppo"),
+        "the URL holds the open panel"
+    );
+    page.shot("panel").await;
+}
+
+async fn report(page: &Page, app: &TestApp) {
+    // Now, live: the army re-establishes control, posted through the form.
+    page.goto("/#loc=aleppo").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    page.until("the live feed", "return document.querySelector('#live').dataset.state === 'live';", vec![])
+        .await;
+    // A mark that a reload would wipe.
+    page.js("window.notReloaded = true;", vec![]).await;
+
+    // First a bad post: no source name. The server's message sits by the field.
+    page.click("#report-open").await;
+    page.find("#f-type").await.select_by_value("control_established").await.unwrap();
+    page.find("#f-location").await.select_by_value("aleppo").await.unwrap();
+    page.find("#f-data-actor").await.select_by_value("saa").await.unwrap();
+    page.click("#report-submit").await;
+    let error = page
+        .until(
+            "the field error for the source name",
+            "return document.querySelector('[data-error-for=\"source.name\"]').textContent;",
+            vec![],
+        )
+        .await;
+    assert_eq!(error, json!("must not be empty"));
+    assert_eq!(
+        page.js("return document.querySelector('#f-source-name').getAttribute('aria-invalid');", vec![])
+            .await,
+        json!("true")
+    );
+    page.shot("form-error").await;
+
+    // Fixed and posted: the marker changes when the event comes back on the feed.
+    page.find("#f-source-name").await.send_keys("Witness in Aleppo").await.unwrap();
+    page.find("#f-source-kind").await.select_by_value("witness").await.unwrap();
+    page.js("document.querySelector('#f-occurred').value = '2024-12-01T00:00:00';", vec![]).await;
+    page.click("#report-submit").await;
+    let aleppo = page.wait_marker("aleppo", "controlled", "saa").await;
+    assert_eq!(aleppo["fill"], json!(page.legend_colour("saa").await));
+    // Someone else posts through the API: it arrives too, without a reload.
+    let (status, body) = app
+        .post_json(&json!({"type": "forces_entered", "location": "aleppo", "occurred_at": "2024-12-02T00:00:00Z",
+                           "source": {"name": "Reuters", "kind": "news_agency"}, "data": {"actor": "hts"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    page.wait_marker("aleppo", "contested", "").await;
+    page.until(
+        "the live list to show the post",
+        "return document.querySelector('#feed-list').textContent.includes('forces entered');",
+        vec![],
+    )
+    .await;
+    assert_eq!(page.js("return window.notReloaded === true;", vec![]).await, json!(true));
+    page.shot("live").await;
+}
+
+async fn phone(page: &Page) {
+    page.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    page.goto("/#as_of=2024-11-30T12:00:00Z&loc=aleppo").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    let fits = page
+        .until(
+            "the page to fit a phone",
+            "const w = document.documentElement.clientWidth;
+             const map = document.querySelector('#map').getBoundingClientRect();
+             return !document.querySelector('#panel').hidden && map.width > 0 && map.height > 200
+               && document.documentElement.scrollWidth <= w && {w, map: map.width};",
+            vec![],
+        )
+        .await;
+    assert!(fits["w"].as_f64().unwrap() <= f64::from(PHONE.0), "{fits}");
+    page.shot("phone").await;
+    page.js("document.querySelector('#panel').scrollIntoView();", vec![]).await;
+    page.shot("phone-panel").await;
+}
