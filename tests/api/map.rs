@@ -478,6 +478,7 @@ async fn read_and_replay(page: &Page) {
     assert!(label.as_array().unwrap().contains(&json!("Aleppo")), "{label}");
     page.until("the timeline", "return document.documentElement.dataset.timeline === 'ready';", vec![])
         .await;
+    page.until("the basemap", "return !!document.documentElement.dataset.basemap;", vec![]).await;
     page.shot("aleppo-30-nov").await;
 
     // 29 November: contested, hatched in the colours of both.
@@ -631,6 +632,7 @@ async fn phone(page: &Page) {
     page.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
     page.goto("/#as_of=2024-11-30T12:00:00Z&loc=aleppo").await;
     page.wait_marker("aleppo", "controlled", "hts").await;
+    page.until("the basemap", "return !!document.documentElement.dataset.basemap;", vec![]).await;
     let fits = page
         .until(
             "the page to fit a phone",
@@ -645,4 +647,121 @@ async fn phone(page: &Page) {
     page.shot("phone").await;
     page.js("document.querySelector('#panel').scrollIntoView();", vec![]).await;
     page.shot("phone-panel").await;
+}
+
+// ---------------------------------------------------------------------------
+// Figures (not a test: prints what it measures)
+// ---------------------------------------------------------------------------
+
+/// Locations in the large log of the figures.
+const LARGE_LOG_LOCATIONS: usize = 10_000;
+/// Events a batch post carries (the API's largest batch).
+const BATCH: usize = 1000;
+
+/// Page weight and time to first map render, in a cold headless Chromium, on
+/// the demo and on a log of 10,000 located places. Run against the release
+/// binary:
+///
+/// ```sh
+/// cargo build --release
+/// SITREP_BIN=target/release/sitrep cargo test --test api map_figures -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures; run by hand"]
+async fn map_figures() {
+    let Some((chromium, driver_path)) = browser_paths() else {
+        return;
+    };
+    let bin = std::env::var("SITREP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sitrep").to_owned());
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new(&bin)
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sitrep starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + DRIVER_START;
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(POLL).await;
+    }
+    let driver = Driver::start(&driver_path).await;
+    println!("server: {bin}");
+    measure(&driver, &chromium, &base, "demo").await;
+
+    let started = Instant::now();
+    let per_batch = BATCH / 2;
+    for b in 0..LARGE_LOG_LOCATIONS / per_batch {
+        let mut events = Vec::with_capacity(BATCH);
+        for i in b * per_batch..(b + 1) * per_batch {
+            let id = format!("place-{i:05}");
+            // A grid over Syria's extent, so points crowd as villages do.
+            let (lat, lon) = (32.5 + (i / 100) as f64 * 0.045, 36.0 + (i % 100) as f64 * 0.06);
+            events.push(json!({"type": "location_registered", "location": id,
+                "data": {"name": format!("Place {i}"), "kind": if i % 10 == 0 { "town" } else { "village" },
+                         "lat": lat, "lon": lon}}));
+            events.push(json!({"type": "control_established", "location": id, "occurred_at": "2024-11-30T00:00:00Z",
+                "source": {"name": "Figures", "kind": "other"},
+                "data": {"actor": if i % 3 == 0 { "saa" } else { "hts" }}}));
+        }
+        let res = client
+            .post(format!("{base}/v1/events"))
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    }
+    println!(
+        "registered {LARGE_LOG_LOCATIONS} located places (and a control event each) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    measure(&driver, &chromium, &base, "10k").await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+async fn measure(driver: &Driver, chromium: &PathBuf, base: &str, name: &str) {
+    let page = Page::open(driver, chromium, base).await;
+    page.goto("/").await;
+    page.until("the first render", "return document.documentElement.dataset.firstRender;", vec![])
+        .await;
+    page.until("the basemap", "return document.documentElement.dataset.basemap;", vec![]).await;
+    page.until("the timeline", "return document.documentElement.dataset.timeline;", vec![]).await;
+    let f = page
+        .js(
+            "const nav = performance.getEntriesByType('navigation')[0];
+             const res = performance.getEntriesByType('resource');
+             const assets = res.filter((r) => r.name.includes('/assets/'));
+             const sum = (list, k) => list.reduce((n, r) => n + r[k], 0);
+             return {
+               firstRender: Number(document.documentElement.dataset.firstRender),
+               basemap: Number(document.documentElement.dataset.basemap),
+               places: document.querySelectorAll('path[data-loc]').length,
+               labels: document.querySelectorAll('.loc-label').length,
+               pageTransfer: nav.transferSize + sum(assets, 'transferSize'),
+               pageDecoded: nav.decodedBodySize + sum(assets, 'decodedBodySize'),
+               apiTransfer: sum(res.filter((r) => r.name.includes('/v1/')), 'transferSize'),
+             };",
+            vec![],
+        )
+        .await;
+    let kb = |k: &str| f[k].as_f64().unwrap() / 1024.0;
+    println!(
+        "{name}: page {:.0} KB transferred (gzip; {:.0} KB decoded), API {:.0} KB; {} places drawn, {} labels; \
+         first map render (statuses drawn) {} ms, basemap drawn {} ms after navigation start",
+        kb("pageTransfer"),
+        kb("pageDecoded"),
+        kb("apiTransfer"),
+        f["places"],
+        f["labels"],
+        f["firstRender"],
+        f["basemap"]
+    );
+    page.shot(&format!("figures-{name}")).await;
+    page.client.clone().close().await.unwrap();
 }

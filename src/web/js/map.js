@@ -14,7 +14,9 @@ const LABEL_HEIGHT = 15;
 const LABEL_GAP = 4;
 const LABEL_FONT = "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 // The zoom the map starts at around one point, and at most when fitting.
-const FIT_MAX_ZOOM = 9;
+const FIT_MAX_ZOOM = 8;
+// Country names show from this zoom on (below it they would cover the map).
+const COUNTRY_LABEL_MIN_ZOOM = 4;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // Colours: one per actor that is a member of nobody, from its kind's palette;
@@ -39,6 +41,17 @@ export class Colours {
   of(actor) {
     return this.byActor.get(actor) ?? UNKNOWN;
   }
+}
+
+// Is (x, y) inside the ring of [lon, lat] points? (Ray casting.)
+function inRing(x, y, ring) {
+  let inside = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const [xi, yi] = ring[i];
+    const [xj, yj] = ring[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
 }
 
 function rootOf(actor, actors) {
@@ -165,6 +178,14 @@ export class MapView {
 
   setBasemap(topology) {
     const land = topojson.feature(topology, topology.objects.countries);
+    // A name for each country, at the middle of its largest polygon.
+    this.countries = land.features.map((f) => {
+      const g = f.geometry;
+      const polys = g.type === "MultiPolygon" ? g.coordinates : [g.coordinates];
+      const largest = polys.reduce((a, b) => (b[0].length > a[0].length ? b : a));
+      return { name: f.properties.name, ring: largest[0], bounds: L.polygon(largest[0].map(([x, y]) => [y, x])).getBounds() };
+    });
+    this.placeLabels();
     L.geoJSON(land, {
       pane: "basemap",
       renderer: L.canvas({ pane: "basemap" }),
@@ -367,6 +388,15 @@ export class MapView {
       || a.name.localeCompare(b.name));
     const placed = [];
     const overlaps = (r) => placed.some((p) => r.x < p.x + p.w && p.x < r.x + r.w && r.y < p.y + p.h && p.y < r.y + r.h);
+    // A label stays inside the map and off the legend and the zoom buttons.
+    const origin = this.map.containerPointToLayerPoint([0, 0]);
+    const size = this.map.getSize();
+    const inside = (r) => r.x >= origin.x && r.y >= origin.y && r.x + r.w <= origin.x + size.x && r.y + r.h <= origin.y + size.y;
+    const box = this.map.getContainer().getBoundingClientRect();
+    for (const el of this.map.getContainer().querySelectorAll(".leaflet-control")) {
+      const r = el.getBoundingClientRect();
+      placed.push({ x: origin.x + r.left - box.left, y: origin.y + r.top - box.top, w: r.width, h: r.height });
+    }
     // Every drawn point is an obstacle for labels, so a label never hides a dot.
     const dots = items.slice(0, MAX_LABELS * 4).map((loc) => {
       const p = this.map.latLngToLayerPoint(positionOf(loc));
@@ -387,7 +417,7 @@ export class MapView {
         { x: p.x - w / 2, y: p.y - r - h },
         { x: p.x - w / 2, y: p.y + r },
       ];
-      const spot = spots.find((s) => !overlaps({ ...s, w, h }));
+      const spot = spots.find((s) => inside({ ...s, w, h }) && !overlaps({ ...s, w, h }));
       if (!spot) continue;
       placed.push({ ...spot, w, h });
       const el = document.createElement("div");
@@ -398,6 +428,27 @@ export class MapView {
       L.DomUtil.setPosition(el, L.point(Math.round(spot.x), Math.round(spot.y)));
       pane.appendChild(el);
       count++;
+    }
+    if (this.map.getZoom() < COUNTRY_LABEL_MIN_ZOOM) return;
+    const shown = this.map.getBounds();
+    for (const c of this.countries || []) {
+      // The middle of the part of the country in view, if that is in the country.
+      if (!shown.intersects(c.bounds)) continue;
+      const part = L.latLngBounds(
+        [Math.max(shown.getSouth(), c.bounds.getSouth()), Math.max(shown.getWest(), c.bounds.getWest())],
+        [Math.min(shown.getNorth(), c.bounds.getNorth()), Math.min(shown.getEast(), c.bounds.getEast())],
+      ).getCenter();
+      if (!inRing(part.lng, part.lat, c.ring)) continue;
+      const p = this.map.latLngToLayerPoint(part);
+      const w = Math.ceil(this.measure.measureText(c.name).width * 1.25) + 12;
+      const r = { x: p.x - w / 2, y: p.y - LABEL_HEIGHT / 2, w, h: LABEL_HEIGHT };
+      if (!inside(r) || overlaps(r)) continue;
+      placed.push(r);
+      const el = document.createElement("div");
+      el.className = "country-label";
+      el.textContent = c.name;
+      L.DomUtil.setPosition(el, L.point(Math.round(r.x), Math.round(r.y)));
+      pane.appendChild(el);
     }
   }
 }
