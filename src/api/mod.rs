@@ -10,9 +10,9 @@ mod events;
 pub mod guard;
 mod health;
 mod locations;
+pub mod pages;
 mod query;
 mod stream;
-pub mod pages;
 
 use std::sync::Arc;
 

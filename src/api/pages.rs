@@ -266,7 +266,10 @@ mod tests {
             for handler in [" onclick=", " onload=", " onerror=", " onsubmit=", " oninput="] {
                 assert!(!lower.contains(handler), "{name}: an inline handler {handler}");
             }
-            assert!(!lower.contains("http://") && !lower.contains("https://"), "{name}: a remote URL");
+            assert!(
+                !lower.contains("http://") && !lower.contains("https://"),
+                "{name}: a remote URL"
+            );
         }
     }
 }

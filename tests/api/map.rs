@@ -57,7 +57,12 @@ async fn the_page_and_its_assets_are_served_with_types_csp_and_caching() {
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     assert_eq!(h["cache-control"], "no-cache");
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
-    for directive in ["default-src 'self'", "script-src 'self';", "style-src 'self';", "connect-src 'self'"] {
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self';",
+        "style-src 'self';",
+        "connect-src 'self'",
+    ] {
         assert!(csp.contains(directive), "CSP lacks {directive}: {csp}");
     }
     assert!(!csp.contains("unsafe") && !csp.contains("http"), "{csp}");
@@ -73,10 +78,7 @@ async fn the_page_and_its_assets_are_served_with_types_csp_and_caching() {
     assert_eq!(res.status(), 304);
 
     // Every asset the page names: right type, a year of immutable caching.
-    let assets: Vec<&str> = html
-        .split('"')
-        .filter(|s| s.starts_with("/assets/"))
-        .collect();
+    let assets: Vec<&str> = html.split('"').filter(|s| s.starts_with("/assets/")).collect();
     assert!(assets.len() >= 5, "{assets:?}");
     for path in &assets {
         let res = app.get(path).await;
@@ -197,7 +199,10 @@ impl Driver {
             if up.is_ok_and(|r| r.status().is_success()) {
                 return driver;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer within {DRIVER_START:?}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer within {DRIVER_START:?}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }
@@ -298,8 +303,12 @@ impl Page {
 
     /// Wait until the element for `css` exists; click it.
     async fn click(&self, css: &str) {
-        self.until(&format!("{css} to be shown"), "const e = document.querySelector(arguments[0]); return !!e && e.getClientRects().length > 0;", vec![json!(css)])
-            .await;
+        self.until(
+            &format!("{css} to be shown"),
+            "const e = document.querySelector(arguments[0]); return !!e && e.getClientRects().length > 0;",
+            vec![json!(css)],
+        )
+        .await;
         self.client
             .find(Locator::Css(css))
             .await
@@ -432,8 +441,12 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
         .goto(&format!("{}/#as_of=2024-11-30T12:00:00Z", secured.address))
         .await
         .unwrap();
-    page.until("the token box to open", "return document.querySelector('#token-dialog').open;", vec![])
-        .await;
+    page.until(
+        "the token box to open",
+        "return document.querySelector('#token-dialog').open;",
+        vec![],
+    )
+    .await;
     page.shot("token-box").await;
     page.client
         .find(Locator::Css("#token-input"))
@@ -444,10 +457,17 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
         .unwrap();
     page.click("#token-save").await;
     page.wait_marker("aleppo", "controlled", "hts").await;
-    page.until("the live feed with the token", "return document.querySelector('#live').dataset.state === 'live';", vec![])
-        .await;
+    page.until(
+        "the live feed with the token",
+        "return document.querySelector('#live').dataset.state === 'live';",
+        vec![],
+    )
+    .await;
     let url = page.client.current_url().await.unwrap();
-    assert!(!url.as_str().contains(&secured.reader), "the token is in the URL: {url}");
+    assert!(
+        !url.as_str().contains(&secured.reader),
+        "the token is in the URL: {url}"
+    );
     let kept = page.js("return sessionStorage.getItem('sitrep.token');", vec![]).await;
     assert_eq!(kept, json!(secured.reader));
     // The 401 that made the page ask for a token is the only error allowed here.
@@ -473,12 +493,24 @@ async fn read_and_replay(page: &Page) {
     // The army's withdrawal was the army's own claim: drawn dashed.
     assert!(aleppo["dash"].is_string(), "a claimed status is dashed: {aleppo}");
     let label = page
-        .js("return [...document.querySelectorAll('.loc-label')].map((l) => l.textContent);", vec![])
+        .js(
+            "return [...document.querySelectorAll('.loc-label')].map((l) => l.textContent);",
+            vec![],
+        )
         .await;
     assert!(label.as_array().unwrap().contains(&json!("Aleppo")), "{label}");
-    page.until("the timeline", "return document.documentElement.dataset.timeline === 'ready';", vec![])
-        .await;
-    page.until("the basemap", "return !!document.documentElement.dataset.basemap;", vec![]).await;
+    page.until(
+        "the timeline",
+        "return document.documentElement.dataset.timeline === 'ready';",
+        vec![],
+    )
+    .await;
+    page.until(
+        "the basemap",
+        "return !!document.documentElement.dataset.basemap;",
+        vec![],
+    )
+    .await;
     page.shot("aleppo-30-nov").await;
 
     // 29 November: contested, hatched in the colours of both.
@@ -494,9 +526,17 @@ async fn read_and_replay(page: &Page) {
             vec![json!(fill.trim_start_matches("url(").trim_end_matches(')'))],
         )
         .await;
-    assert_eq!(stripes, json!([hts, saa]), "the stripes are HTS's and the army's colours");
-    page.until("a contested legend entry", "return !!document.querySelector('.legend-row[data-status=contested]');", vec![])
-        .await;
+    assert_eq!(
+        stripes,
+        json!([hts, saa]),
+        "the stripes are HTS's and the army's colours"
+    );
+    page.until(
+        "a contested legend entry",
+        "return !!document.querySelector('.legend-row[data-status=contested]');",
+        vec![],
+    )
+    .await;
     page.shot("aleppo-29-nov").await;
 
     // Step forward to the next development (30 November, 00:00): held by HTS.
@@ -518,6 +558,16 @@ async fn read_and_replay(page: &Page) {
         .await
         .unwrap();
     page.wait_marker("aleppo", "contested", "").await;
+    // Play runs the moments forward by itself; pause stops it.
+    page.click("#tl-play").await;
+    page.wait_marker("aleppo", "controlled", "hts").await;
+    page.click("#tl-play").await;
+    page.until(
+        "play to pause",
+        "return document.querySelector('#tl-play').getAttribute('aria-pressed') === 'false';",
+        vec![],
+    )
+    .await;
 
     // As the log knew it at seq 21 (before the army's withdrawal was recorded),
     // 30 November was still contested.
@@ -533,7 +583,8 @@ async fn read_and_replay(page: &Page) {
     page.wait_marker("aleppo", "controlled", "hts").await;
 
     // Compare 29 and 30 November: Aleppo is listed and ringed as changed.
-    page.goto("/#as_of=2024-11-30T12:00:00Z&cmp=1&cmp_as_of=2024-11-29T12:00:00Z").await;
+    page.goto("/#as_of=2024-11-30T12:00:00Z&cmp=1&cmp_as_of=2024-11-29T12:00:00Z")
+        .await;
     page.until(
         "Aleppo listed as changed",
         "const li = document.querySelector('#compare-list li[data-loc=aleppo]');
@@ -568,7 +619,11 @@ async fn read_and_replay(page: &Page) {
         assert!(text.contains(want), "the panel lacks {want:?}:\n{text}");
     }
     assert!(
-        page.js("return location.hash;", vec![]).await.as_str().unwrap().contains("loc=aleppo"),
+        page.js("return location.hash;", vec![])
+            .await
+            .as_str()
+            .unwrap()
+            .contains("loc=aleppo"),
         "the URL holds the open panel"
     );
     page.shot("panel").await;
@@ -578,14 +633,22 @@ async fn report(page: &Page, app: &TestApp) {
     // Now, live: the army re-establishes control, posted through the form.
     page.goto("/#loc=aleppo").await;
     page.wait_marker("aleppo", "controlled", "hts").await;
-    page.until("the live feed", "return document.querySelector('#live').dataset.state === 'live';", vec![])
-        .await;
+    page.until(
+        "the live feed",
+        "return document.querySelector('#live').dataset.state === 'live';",
+        vec![],
+    )
+    .await;
     // A mark that a reload would wipe.
     page.js("window.notReloaded = true;", vec![]).await;
 
     // First a bad post: no source name. The server's message sits by the field.
     page.click("#report-open").await;
-    page.find("#f-type").await.select_by_value("control_established").await.unwrap();
+    page.find("#f-type")
+        .await
+        .select_by_value("control_established")
+        .await
+        .unwrap();
     page.find("#f-location").await.select_by_value("aleppo").await.unwrap();
     page.find("#f-data-actor").await.select_by_value("saa").await.unwrap();
     page.click("#report-submit").await;
@@ -598,23 +661,40 @@ async fn report(page: &Page, app: &TestApp) {
         .await;
     assert_eq!(error, json!("must not be empty"));
     assert_eq!(
-        page.js("return document.querySelector('#f-source-name').getAttribute('aria-invalid');", vec![])
-            .await,
+        page.js(
+            "return document.querySelector('#f-source-name').getAttribute('aria-invalid');",
+            vec![]
+        )
+        .await,
         json!("true")
     );
     page.shot("form-error").await;
 
     // Fixed and posted: the marker changes when the event comes back on the feed.
-    page.find("#f-source-name").await.send_keys("Witness in Aleppo").await.unwrap();
-    page.find("#f-source-kind").await.select_by_value("witness").await.unwrap();
-    page.js("document.querySelector('#f-occurred').value = '2024-12-01T00:00:00';", vec![]).await;
+    page.find("#f-source-name")
+        .await
+        .send_keys("Witness in Aleppo")
+        .await
+        .unwrap();
+    page.find("#f-source-kind")
+        .await
+        .select_by_value("witness")
+        .await
+        .unwrap();
+    page.js(
+        "document.querySelector('#f-occurred').value = '2024-12-01T00:00:00';",
+        vec![],
+    )
+    .await;
     page.click("#report-submit").await;
     let aleppo = page.wait_marker("aleppo", "controlled", "saa").await;
     assert_eq!(aleppo["fill"], json!(page.legend_colour("saa").await));
     // Someone else posts through the API: it arrives too, without a reload.
     let (status, body) = app
-        .post_json(&json!({"type": "forces_entered", "location": "aleppo", "occurred_at": "2024-12-02T00:00:00Z",
-                           "source": {"name": "Reuters", "kind": "news_agency"}, "data": {"actor": "hts"}}))
+        .post_json(
+            &json!({"type": "forces_entered", "location": "aleppo", "occurred_at": "2024-12-02T00:00:00Z",
+                           "source": {"name": "Reuters", "kind": "news_agency"}, "data": {"actor": "hts"}}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     page.wait_marker("aleppo", "contested", "").await;
@@ -624,7 +704,10 @@ async fn report(page: &Page, app: &TestApp) {
         vec![],
     )
     .await;
-    assert_eq!(page.js("return window.notReloaded === true;", vec![]).await, json!(true));
+    assert_eq!(
+        page.js("return window.notReloaded === true;", vec![]).await,
+        json!(true)
+    );
     page.shot("live").await;
 }
 
@@ -632,7 +715,12 @@ async fn phone(page: &Page) {
     page.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
     page.goto("/#as_of=2024-11-30T12:00:00Z&loc=aleppo").await;
     page.wait_marker("aleppo", "controlled", "hts").await;
-    page.until("the basemap", "return !!document.documentElement.dataset.basemap;", vec![]).await;
+    page.until(
+        "the basemap",
+        "return !!document.documentElement.dataset.basemap;",
+        vec![],
+    )
+    .await;
     let fits = page
         .until(
             "the page to fit a phone",
@@ -645,7 +733,8 @@ async fn phone(page: &Page) {
         .await;
     assert!(fits["w"].as_f64().unwrap() <= f64::from(PHONE.0), "{fits}");
     page.shot("phone").await;
-    page.js("document.querySelector('#panel').scrollIntoView();", vec![]).await;
+    page.js("document.querySelector('#panel').scrollIntoView();", vec![])
+        .await;
     page.shot("phone-panel").await;
 }
 
@@ -676,7 +765,13 @@ async fn map_figures() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = Command::new(&bin)
-        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(tmp.path().join("data"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -704,9 +799,11 @@ async fn map_figures() {
             events.push(json!({"type": "location_registered", "location": id,
                 "data": {"name": format!("Place {i}"), "kind": if i % 10 == 0 { "town" } else { "village" },
                          "lat": lat, "lon": lon}}));
-            events.push(json!({"type": "control_established", "location": id, "occurred_at": "2024-11-30T00:00:00Z",
+            events.push(
+                json!({"type": "control_established", "location": id, "occurred_at": "2024-11-30T00:00:00Z",
                 "source": {"name": "Figures", "kind": "other"},
-                "data": {"actor": if i % 3 == 0 { "saa" } else { "hts" }}}));
+                "data": {"actor": if i % 3 == 0 { "saa" } else { "hts" }}}),
+            );
         }
         let res = client
             .post(format!("{base}/v1/events"))
@@ -728,10 +825,24 @@ async fn map_figures() {
 async fn measure(driver: &Driver, chromium: &PathBuf, base: &str, name: &str) {
     let page = Page::open(driver, chromium, base).await;
     page.goto("/").await;
-    page.until("the first render", "return document.documentElement.dataset.firstRender;", vec![])
-        .await;
-    page.until("the basemap", "return document.documentElement.dataset.basemap;", vec![]).await;
-    page.until("the timeline", "return document.documentElement.dataset.timeline;", vec![]).await;
+    page.until(
+        "the first render",
+        "return document.documentElement.dataset.firstRender;",
+        vec![],
+    )
+    .await;
+    page.until(
+        "the basemap",
+        "return document.documentElement.dataset.basemap;",
+        vec![],
+    )
+    .await;
+    page.until(
+        "the timeline",
+        "return document.documentElement.dataset.timeline;",
+        vec![],
+    )
+    .await;
     let f = page
         .js(
             "const nav = performance.getEntriesByType('navigation')[0];
