@@ -422,6 +422,17 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
     let page = Page::open(&driver, &chromium, &app.address).await;
     read_and_replay(&page).await;
     report(&page, &app).await;
+    // The docs render the spec the server embeds.
+    page.goto("/docs").await;
+    page.until(
+        "the rendered spec",
+        "const t = document.querySelector('.swagger-ui .info .title');
+         return t && t.textContent.includes('sitrep API')
+           && document.querySelectorAll('.opblock').length >= 10;",
+        vec![],
+    )
+    .await;
+    page.shot("docs").await;
     phone(&page).await;
     // The one refusal the test provoked (the bad post) is logged by the
     // browser as a failed load; anything else is an error of the page.
