@@ -606,6 +606,39 @@ async fn read_and_replay(page: &Page) {
     .await;
     page.shot("compare").await;
 
+    // By keyboard: filter the places, open one with Enter, close it with Escape.
+    page.goto("/#as_of=2024-11-30T12:00:00Z").await;
+    page.find("#places-filter").await.send_keys("airport").await.unwrap();
+    let enter = char::from(fantoccini::key::Key::Enter).to_string();
+    page.until(
+        "the filtered list",
+        "return document.querySelectorAll('#places-list button.place').length === 1;",
+        vec![],
+    )
+    .await;
+    page.find("button.place[data-loc=aleppo-international-airport]")
+        .await
+        .send_keys(&enter)
+        .await
+        .unwrap();
+    page.until(
+        "the airport's panel, focused",
+        "const p = document.querySelector('#panel');
+         return !p.hidden && p.textContent.includes('Aleppo International Airport')
+           && document.activeElement.id === 'panel-title' && p.textContent.includes('closed');",
+        vec![],
+    )
+    .await;
+    let escape = char::from(fantoccini::key::Key::Escape).to_string();
+    page.find("#panel-title").await.send_keys(&escape).await.unwrap();
+    page.until(
+        "the panel to close",
+        "return document.querySelector('#panel').hidden;",
+        vec![],
+    )
+    .await;
+    page.find("#places-filter").await.clear().await.unwrap();
+
     // The panel: open it by clicking the marker; the change and its source.
     page.goto("/#as_of=2024-11-30T12:00:00Z").await;
     page.wait_marker("aleppo", "controlled", "hts").await;
