@@ -895,6 +895,7 @@ async fn measure(driver: &Driver, chromium: &PathBuf, base: &str, name: &str) {
              const sum = (list, k) => list.reduce((n, r) => n + r[k], 0);
              return {
                firstRender: Number(document.documentElement.dataset.firstRender),
+               read: Math.round(performance.getEntriesByName('sitrep:statuses-read')[0].startTime),
                basemap: Number(document.documentElement.dataset.basemap),
                places: document.querySelectorAll('path[data-loc]').length,
                labels: document.querySelectorAll('.loc-label').length,
@@ -908,13 +909,14 @@ async fn measure(driver: &Driver, chromium: &PathBuf, base: &str, name: &str) {
     let kb = |k: &str| f[k].as_f64().unwrap() / 1024.0;
     println!(
         "{name}: page {:.0} KB transferred (gzip; {:.0} KB decoded), API {:.0} KB; {} places drawn, {} labels; \
-         first map render (statuses drawn) {} ms, basemap drawn {} ms after navigation start",
+         first map render (statuses drawn) {} ms (statuses read at {} ms), basemap drawn {} ms after navigation start",
         kb("pageTransfer"),
         kb("pageDecoded"),
         kb("apiTransfer"),
         f["places"],
         f["labels"],
         f["firstRender"],
+        f["read"],
         f["basemap"]
     );
     page.shot(&format!("figures-{name}")).await;

@@ -89,6 +89,7 @@ async function refresh() {
     const now = api.get("/v1/locations", { as_of: v.as_of, at_seq: v.at_seq });
     const then = v.cmp ? api.get("/v1/locations", { as_of: v.cmp_as_of, at_seq: v.cmp_at_seq }) : null;
     const [a, b] = await Promise.all([now, then]);
+    performance.mark("sitrep:statuses-read");
     if (mine !== state.loading) return;
     state.locations = new Map(a.locations.map((l) => [l.id, l]));
     state.compared = b ? new Map(b.locations.map((l) => [l.id, l])) : null;
