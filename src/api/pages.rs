@@ -190,7 +190,8 @@ fn serve_page(req: &HttpRequest, page: &Page, content_type: &'static str, csp: &
 async fn asset(req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (digest, name) = path.into_inner();
     // An asset of another build is not served under this digest: its URL
-    // promises content this binary does not have.
+    // promises content this binary does not have. The pages are templates
+    // (`{{assets}}`), served only filled in, at their own paths.
     let file = (digest == site().digest)
         .then(|| Files::get(&name))
         .flatten()
