@@ -1,7 +1,12 @@
 //! Audit answers shared by the HTTP API and the command line: the head (seq,
-//! hash, Merkle root) and a full re-check of the stored chain.
+//! hash, Merkle root) and a full re-check of the stored chain, which the
+//! server runs once at a time for all its callers ([`Verifier`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::domain::fact::Fact;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
@@ -64,23 +69,38 @@ impl std::str::FromStr for Expectation {
     }
 }
 
+/// Events verified between two looks at the cancel flag.
+const CANCEL_CHECK_EVENTS: u64 = 1024;
+
 /// Re-check events 1..=upto: seqs gapless, every hash recomputed, every link,
 /// every stored Merkle node, every stored fact derived again from its event,
 /// every domain rule re-run in order, and (with `expect`) that the Merkle root
 /// at the saved size is the saved root. A storage fault (the store cannot be
 /// read) is an `Err`, not a verdict on the log.
 pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Result<VerifyReport, StoreError> {
+    let never = AtomicBool::new(false);
+    verify_chain_until(store, upto, expect, &never).map(|r| r.expect("a verification nobody cancels finishes"))
+}
+
+/// `verify_chain` that gives up, answering `None`, once `cancel` is set (it
+/// looks every `CANCEL_CHECK_EVENTS` events).
+fn verify_chain_until(
+    store: &Store,
+    upto: u64,
+    expect: Option<Expectation>,
+    cancel: &AtomicBool,
+) -> Result<Option<VerifyReport>, StoreError> {
     let mut checked = 0u64;
     let mut last_hash = GENESIS_HASH.to_owned();
     let mut tree = MerkleFrontier::default();
     let mut projection = Projection::default();
     let bad = |checked, seq, reason: String| {
-        Ok(VerifyReport::Bad {
+        Ok(Some(VerifyReport::Bad {
             ok: false,
             checked,
             first_bad_seq: seq,
             reason,
-        })
+        }))
     };
     if let Some(e) = expect {
         if e.size > upto {
@@ -94,6 +114,9 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
     for item in store.records(1) {
         if checked == upto {
             break;
+        }
+        if checked % CANCEL_CHECK_EVENTS == 0 && cancel.load(Ordering::Relaxed) {
+            return Ok(None);
         }
         let (record, event) = match item.and_then(|r| r.event().map(|e| (r, e))) {
             Ok(x) => x,
@@ -169,7 +192,7 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
             return bad(0, 0, "the saved root of the empty tree is wrong".into());
         }
     }
-    Ok(VerifyReport::Ok {
+    Ok(Some(VerifyReport::Ok {
         ok: true,
         checked,
         head: HeadView {
@@ -177,16 +200,171 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
             hash: last_hash,
             root: hex::encode(tree.root()),
         },
-    })
+    }))
 }
 
 fn tree_root_empty() -> [u8; 32] {
     MerkleFrontier::default().root()
 }
 
-/// `verify_chain` up to `upto` without an expectation.
-pub fn verify_store(store: &Store, upto: u64) -> Result<VerifyReport, StoreError> {
-    verify_chain(store, upto, None)
+/// What a verification's answer is about: the log up to `upto` as the store
+/// held it at `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    upto: u64,
+    generation: u64,
+}
+
+/// A verification's answer: the report, or why there is none (a storage fault,
+/// or the verification stopped).
+type Answer = Result<VerifyReport, String>;
+
+/// `GET /v1/audit/verify` for many callers at a cost of one. At most one
+/// verification of the log runs at a time; callers that arrive while it runs
+/// wait for it and share its answer; the answer is kept and given again while
+/// the head and the store stay the same; and a verification whose callers have
+/// all left stops within `CANCEL_CHECK_EVENTS` events.
+#[derive(Default)]
+pub struct Verifier {
+    state: Mutex<VerifierState>,
+    /// Held by the verification working, so one that was cancelled and is still
+    /// winding down never overlaps the next.
+    working: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct VerifierState {
+    /// The last verdict and what it is about.
+    cached: Option<(Key, VerifyReport)>,
+    current: Option<Run>,
+    runs: u64,
+}
+
+/// The verification running and the callers waiting for it.
+struct Run {
+    id: u64,
+    waiters: usize,
+    cancel: Arc<AtomicBool>,
+    answer: watch::Receiver<Option<Answer>>,
+}
+
+/// One caller waiting for run `id`; the last to leave cancels it.
+struct Waiter {
+    verifier: Arc<Verifier>,
+    id: u64,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut state = self.verifier.state.lock().expect("verifier lock");
+        let Some(run) = state.current.as_mut().filter(|r| r.id == self.id) else {
+            return;
+        };
+        run.waiters -= 1;
+        if run.waiters == 0 {
+            run.cancel.store(true, Ordering::Relaxed);
+            state.current = None;
+        }
+    }
+}
+
+impl Verifier {
+    /// Verify the ledger's log up to its head: the answer kept for this head,
+    /// or the one of the verification running (which may have started at an
+    /// earlier head), or that of a new one. `Err` says why there is no verdict.
+    pub async fn verify(self: &Arc<Self>, ledger: &Arc<crate::ledger::Ledger>) -> Result<VerifyReport, String> {
+        let (mut answer, _waiter) = {
+            let mut state = self.state.lock().expect("verifier lock");
+            let key = Key {
+                generation: ledger.store().generation(),
+                upto: ledger.read().head_seq(),
+            };
+            match state.current.as_mut() {
+                Some(run) => {
+                    run.waiters += 1;
+                    let waiter = Waiter {
+                        verifier: self.clone(),
+                        id: run.id,
+                    };
+                    (run.answer.clone(), waiter)
+                }
+                None => {
+                    if let Some((_, report)) = state.cached.as_ref().filter(|(k, _)| *k == key) {
+                        return Ok(report.clone());
+                    }
+                    state.runs += 1;
+                    let id = state.runs;
+                    let cancel = Arc::new(AtomicBool::new(false));
+                    let (tx, answer) = watch::channel(None);
+                    state.current = Some(Run {
+                        id,
+                        waiters: 1,
+                        cancel: cancel.clone(),
+                        answer: answer.clone(),
+                    });
+                    tokio::spawn(self.clone().run(ledger.clone(), key, id, cancel, tx));
+                    (
+                        answer,
+                        Waiter {
+                            verifier: self.clone(),
+                            id,
+                        },
+                    )
+                }
+            }
+        };
+        let answer = answer
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| "the verification was stopped (the server is shutting down)".to_owned())?;
+        answer.clone().expect("waited for an answer")
+    }
+
+    /// Run one verification: wait for the previous one to be done, check the
+    /// log off the async threads, keep the verdict, tell the waiters.
+    async fn run(
+        self: Arc<Self>,
+        ledger: Arc<crate::ledger::Ledger>,
+        key: Key,
+        id: u64,
+        cancel: Arc<AtomicBool>,
+        tx: watch::Sender<Option<Answer>>,
+    ) {
+        let permit = self.working.clone().lock_owned().await;
+        let flag = cancel.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if flag.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            crate::metrics::VERIFY_STARTED.inc();
+            let report = verify_chain_until(ledger.store(), key.upto, None, &flag);
+            if matches!(report, Ok(None)) {
+                crate::metrics::VERIFY_CANCELLED.inc();
+            }
+            report
+        })
+        .await;
+        let answer = match checked {
+            Ok(Ok(Some(report))) => Ok(report),
+            Ok(Ok(None)) => Err("the verification was stopped: nobody waited for it".to_owned()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "storage read failed while verifying the log");
+                Err(e.to_string())
+            }
+            Err(e) => Err(format!("the verification failed: {e}")),
+        };
+        {
+            let mut state = self.state.lock().expect("verifier lock");
+            if let Ok(report) = &answer {
+                state.cached = Some((key, report.clone()));
+            }
+            if state.current.as_ref().is_some_and(|r| r.id == id) {
+                state.current = None;
+            }
+        }
+        tx.send_replace(Some(answer));
+    }
 }
 
 /// `GET /v1/audit/proof/inclusion`: event `seq` in the tree of `tree_size`.

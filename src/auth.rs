@@ -73,6 +73,9 @@ impl Role {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// The SHA-256 of the token presented (none when the server runs open):
+    /// what a long-lived request re-checks after the tokens are reloaded.
+    pub token_hash: Option<[u8; 32]>,
 }
 
 struct Entry {
@@ -164,10 +167,24 @@ impl Tokens {
                 found = Some(Principal {
                     name: e.principal.clone(),
                     role: e.role,
+                    token_hash: Some(presented),
                 });
             }
         }
         found
+    }
+}
+
+impl Tokens {
+    /// Does `principal` still authenticate: is its token still here, for the
+    /// same principal and role? A principal without a token (open mode) does.
+    pub fn still_admits(&self, principal: &Principal) -> bool {
+        let Some(hash) = principal.token_hash else {
+            return true;
+        };
+        self.entries
+            .iter()
+            .any(|e| bool::from(e.hash.ct_eq(&hash)) && e.principal == principal.name && e.role == principal.role)
     }
 }
 
@@ -196,6 +213,13 @@ mod tests {
         assert_eq!(tokens.authenticate(&other).unwrap().role, Role::Reader);
         assert_eq!(tokens.authenticate("st_guess"), None);
         assert_eq!(tokens.authenticate(&hash), None, "the stored hash is not a token");
+        // After a reload without alice, her principal no longer authenticates.
+        let reloaded = Tokens::parse(&format!("bob reader {other_hash}\nalice admin {hash}\n")).unwrap();
+        assert!(!reloaded.still_admits(&alice), "her token now names another role");
+        assert!(reloaded.still_admits(&tokens.authenticate(&other).unwrap()));
+        assert!(!Tokens::parse(&format!("bob reader {other_hash}\n"))
+            .unwrap()
+            .still_admits(&alice));
     }
 
     #[test]

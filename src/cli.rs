@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{verify_chain, Expectation, VerifyReport};
 use crate::domain::limits::MAX_BODY_BYTES;
-use crate::domain::StoredEvent;
 use crate::ledger::{Appended, Ledger};
 use crate::startup::{Application, Settings};
 use crate::store::Store;
@@ -27,7 +26,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SITREP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, workers, rate_limit, log_format).
+    /// A TOML file of option defaults (data_dir, listen, tokens, demo, body_limit, body_timeout, workers, rate_limit, max_subscribers, log_format).
     #[arg(long, global = true, env = "SITREP_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -50,6 +49,10 @@ pub enum Command {
         /// Largest request body in bytes.
         #[arg(long, env = "SITREP_BODY_LIMIT", default_value_t = MAX_BODY_BYTES)]
         body_limit: usize,
+        /// Seconds a client has to send a request body once its head has arrived (`408` after).
+        #[arg(long, env = "SITREP_BODY_TIMEOUT", default_value_t = crate::startup::DEFAULT_BODY_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
         /// HTTP worker threads (0: one per core).
         #[arg(long, env = "SITREP_WORKERS", default_value_t = 0)]
         workers: usize,
@@ -61,6 +64,10 @@ pub enum Command {
         /// no limit. Applies when tokens are configured.
         #[arg(long, env = "SITREP_RATE_LIMIT", default_value_t = crate::startup::DEFAULT_RATE_PER_SECOND)]
         rate_limit: u32,
+        /// Live-feed subscribers served at once; with tokens, one principal holds
+        /// at most a quarter of them.
+        #[arg(long, env = "SITREP_MAX_SUBSCRIBERS", default_value_t = crate::startup::DEFAULT_MAX_SUBSCRIBERS)]
+        max_subscribers: usize,
     },
     /// Make a bearer token: prints the token once, and the line for the tokens file.
     Token {
@@ -180,8 +187,10 @@ const CONFIG_KEYS: &[&str] = &[
     "tokens",
     "demo",
     "body_limit",
+    "body_timeout",
     "workers",
     "rate_limit",
+    "max_subscribers",
     "log_format",
 ];
 
@@ -255,16 +264,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             listen,
             demo,
             body_limit,
+            body_timeout,
             workers,
             tokens,
             rate_limit,
+            max_subscribers,
         } => {
             let settings = Settings {
                 body_limit,
+                body_timeout: std::time::Duration::from_secs(body_timeout),
                 demo,
                 workers,
                 tokens,
                 rate_per_second: rate_limit,
+                max_subscribers,
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {
@@ -304,8 +317,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut out = BufWriter::new(out.lock());
             let upto = store.head().seq;
             for item in store.scan(1).take(upto as usize) {
-                let event = item?;
-                serde_json::to_writer(&mut out, &event)?;
+                out.write_all(Ledger::export_line(&item?).as_bytes())?;
                 out.write_all(b"\n")?;
             }
             out.flush()?;
@@ -324,7 +336,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty()))
                 .map(|line| {
                     let line = line.map_err(|e| e.to_string())?;
-                    serde_json::from_str::<StoredEvent>(&line).map_err(|e| format!("not a stored event: {e}"))
+                    Ledger::import_line(&line)
                 });
             let n = Ledger::import(&data_dir, events)?;
             eprintln!("imported {n} events into {}", data_dir.display());

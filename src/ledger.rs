@@ -215,6 +215,17 @@ impl Ledger {
         }
     }
 
+    /// One line of an export (without its newline): the event as served.
+    pub fn export_line(event: &StoredEvent) -> String {
+        serde_json::to_string(event).expect("stored events serialize")
+    }
+
+    /// Read one line of an export as strictly as a request body is read.
+    pub fn import_line(line: &str) -> Result<StoredEvent, String> {
+        let value = crate::domain::json::parse(line.as_bytes()).map_err(|e| format!("not a stored event: {e}"))?;
+        serde_json::from_value(value).map_err(|e| format!("not a stored event: {e}"))
+    }
+
     /// Restore an export into an empty store, exactly: same seqs, times,
     /// principals and hashes. Checks the chain and every rule as it goes and
     /// writes nothing past the first bad event.

@@ -34,3 +34,6 @@ pub mod projection;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod roundtrip_tests;

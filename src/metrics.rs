@@ -116,4 +116,34 @@ pub fn init() {
     LazyLock::force(&SSE_SUBSCRIBERS);
     LazyLock::force(&HTTP_RESPONSES);
     LazyLock::force(&HTTP_SECONDS);
+    LazyLock::force(&VERIFY_STARTED);
+    LazyLock::force(&VERIFY_CANCELLED);
+    LazyLock::force(&SSE_CATCH_UP_EVENTS);
 }
+
+/// Verifications of the whole log started by `GET /v1/audit/verify`.
+pub static VERIFY_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_audit_verify_started_total",
+        "Verifications of the whole log started (GET /v1/audit/verify)"
+    )
+    .expect("metric")
+});
+
+/// Verifications stopped because every caller waiting for them left.
+pub static VERIFY_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_audit_verify_cancelled_total",
+        "Verifications stopped because no caller waited for them any more"
+    )
+    .expect("metric")
+});
+
+/// Stored events the live feed's catch-up read.
+pub static SSE_CATCH_UP_EVENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_sse_catch_up_events_total",
+        "Stored events read by live-feed subscribers catching up"
+    )
+    .expect("metric")
+});

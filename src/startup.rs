@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::web;
 use anyhow::{bail, Context};
 use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
@@ -21,6 +21,9 @@ use crate::ledger::{Appended, Ledger};
 
 /// Time a client has to send its request head.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send a request body, once its head has arrived
+/// (`--body-timeout`): a body trickled slower is refused with `408`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle time before a keep-alive connection is closed.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 /// Time a client has to acknowledge a connection shutdown.
@@ -31,6 +34,8 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-principal rate limit (requests per second, and burst) when tokens are on.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 200;
+/// Default number of live-feed subscribers served at once.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
 /// Everything `serve` needs, passed explicitly.
 #[derive(Clone, Debug)]
@@ -38,6 +43,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: String,
     pub body_limit: usize,
+    /// Time a client has to send a request body.
+    pub body_timeout: Duration,
     pub demo: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
@@ -45,6 +52,8 @@ pub struct Settings {
     pub tokens: Option<PathBuf>,
     /// Requests per second per principal (0: no limit). Applies with tokens.
     pub rate_per_second: u32,
+    /// Live-feed subscribers served at once (with tokens, a quarter per principal).
+    pub max_subscribers: usize,
 }
 
 impl Settings {
@@ -53,10 +62,12 @@ impl Settings {
             data_dir,
             listen: listen.into(),
             body_limit: MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             demo: false,
             workers: 0,
             tokens: None,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -81,6 +92,7 @@ pub struct Application {
     auth: api::guard::Auth,
     tokens_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
+    tokens_reloaded: watch::Sender<u64>,
 }
 
 /// Stops a running application gracefully: live feeds end, in-flight requests
@@ -144,31 +156,20 @@ impl Application {
             TcpListener::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tokens_reloaded, tokens_reloaded_rx) = watch::channel(0);
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             body_limit: settings.body_limit,
+            body_timeout: settings.body_timeout,
             auth: auth.clone(),
             limiter,
+            refusals: auth.as_ref().map(|_| Arc::new(api::guard::peer_limiter())),
             shutdown: shutdown_rx,
+            subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
+            verifier: Arc::default(),
+            tokens_reloaded: tokens_reloaded_rx,
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(middleware::from_fn(api::guard::guard))
-                .wrap(middleware::from_fn(api::request_id))
-                .configure(api::configure)
-        })
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(KEEP_ALIVE)
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        .disable_signals()
-        .listen(listener)?;
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server.run();
+        let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");
         Ok(Application {
             server,
@@ -177,6 +178,7 @@ impl Application {
             auth,
             tokens_path: settings.tokens.clone(),
             shutdown,
+            tokens_reloaded,
         })
     }
 
@@ -213,6 +215,7 @@ impl Application {
         let stop = self.stop_handle();
         let auth = self.auth.clone();
         let tokens_path = self.tokens_path.clone();
+        let reloaded = self.tokens_reloaded.clone();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -221,7 +224,7 @@ impl Application {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                    _ = hup.recv() => reload(&auth, tokens_path.as_deref()),
+                    _ = hup.recv() => reload(&auth, tokens_path.as_deref(), &reloaded),
                 }
             }
             stop.stop().await;
@@ -231,7 +234,8 @@ impl Application {
     }
 }
 
-fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
+/// Swap in the tokens file's tokens; live feeds whose token is gone then end.
+fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>, reloaded: &watch::Sender<u64>) {
     let (Some(auth), Some(path)) = (auth, path) else {
         tracing::info!("SIGHUP: no tokens file to reload");
         return;
@@ -240,6 +244,7 @@ fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>) {
         Ok(tokens) => {
             let n = tokens.len();
             *auth.write().expect("tokens lock") = tokens;
+            reloaded.send_modify(|n| *n += 1);
             tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
         }
         Err(e) => tracing::error!(error = %e, "SIGHUP: tokens file not reloaded; the previous tokens stay in force"),

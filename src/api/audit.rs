@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::query::Query;
 use super::{ApiError, AppState};
-use crate::audit::{head_of, verify_store};
+use crate::audit::head_of;
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Query::parse(req.query_string(), &[])?;
@@ -12,14 +12,15 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(head))
 }
 
+/// One verification serves every caller waiting at once, its answer is kept
+/// for the head, and it stops when its callers have all left (see `Verifier`).
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Query::parse(req.query_string(), &[])?;
-    let ledger = state.ledger.clone();
-    let upto = ledger.read().head_seq();
-    let report = web::block(move || verify_store(ledger.store(), upto))
+    let report = state
+        .verifier
+        .verify(&state.ledger)
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
-        .map_err(super::events::storage)?;
+        .map_err(|e| ApiError::new("unavailable", e))?;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -11,6 +11,7 @@ use crate::ledger::AppendError;
 
 /// Every stable error code, with its HTTP status and title.
 const CODES: &[(&str, u16, &str)] = &[
+    ("malformed_request", 400, "Malformed request"),
     ("malformed_json", 400, "Malformed JSON"),
     ("invalid_parameter", 400, "Invalid query parameter"),
     ("validation_failed", 422, "Validation failed"),
@@ -26,8 +27,11 @@ const CODES: &[(&str, u16, &str)] = &[
     ("forbidden", 403, "Forbidden"),
     ("rate_limited", 429, "Too many requests"),
     ("method_not_allowed", 405, "Method not allowed"),
+    ("request_timeout", 408, "Request timeout"),
     ("payload_too_large", 413, "Payload too large"),
+    ("uri_too_long", 414, "URI too long"),
     ("unsupported_media_type", 415, "Unsupported media type"),
+    ("header_too_large", 431, "Request header fields too large"),
     ("unavailable", 503, "Service unavailable"),
 ];
 
@@ -64,6 +68,13 @@ impl ApiError {
         e
     }
 
+    /// A request header that is not valid, answered like a bad query parameter.
+    pub fn invalid_header(name: &str, message: impl std::fmt::Display) -> ApiError {
+        let mut e = ApiError::new("invalid_parameter", format!("header '{name}' {message}"));
+        e.errors = vec![FieldError::new(name, message.to_string())];
+        e
+    }
+
     pub fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new("not_found", what)
     }
@@ -87,6 +98,18 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if self.code == "request_timeout" {
+            // The rest of the body is never read: the connection cannot carry another request.
+            res.force_close();
+        }
+        res.content_type("application/problem+json").body(self.problem_json())
+    }
+}
+
+impl ApiError {
+    /// The RFC 9457 body.
+    pub fn problem_json(&self) -> Vec<u8> {
         let (status, title) = lookup(self.code);
         let mut problem =
             HttpApiProblem::new(http_api_problem::StatusCode::from_u16(status.as_u16()).expect("valid status"))
@@ -100,9 +123,7 @@ impl ResponseError for ApiError {
         for (k, v) in &self.extra {
             problem.set_value(*k, v);
         }
-        HttpResponse::build(status)
-            .content_type("application/problem+json")
-            .body(problem.json_bytes())
+        problem.json_bytes()
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::query::Query;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::domain::json;
 use crate::domain::limits::{DEFAULT_PAGE_EVENTS, MAX_BATCH_EVENTS, MAX_PAGE_EVENTS};
 use crate::domain::{EventType, FieldError, NewEvent, Problem, StoredEvent};
 use crate::ledger::Appended;
@@ -32,8 +33,22 @@ fn is_json(req: &HttpRequest) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Read the body, refusing it as soon as it passes the limit.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The slowest pace at which a body keeps earning time: every this many bytes
+/// received move its deadline a second later, so a large body on a slow but
+/// steady link arrives, while a trickle is cut off at the deadline.
+const MIN_BODY_BYTES_PER_SECOND: usize = 16 * 1024;
+
+/// Read the body, refusing it as soon as it passes the limit, or when it has
+/// not all arrived by its deadline: `timeout` after the head, plus a second
+/// for every [`MIN_BODY_BYTES_PER_SECOND`] received. A trickled body would
+/// otherwise hold its connection and buffers for as long as the client likes.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let started = tokio::time::Instant::now();
     let too_large = || {
         ApiError::new(
             "payload_too_large",
@@ -51,7 +66,21 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
         }
     }
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let earned = std::time::Duration::from_secs((body.len() / MIN_BODY_BYTES_PER_SECOND) as u64);
+        let next = tokio::time::timeout_at(started + timeout + earned, payload.next()).await;
+        let Some(chunk) = next.map_err(|_| {
+            ApiError::new(
+                "request_timeout",
+                format!(
+                    "the request body did not arrive in time ({} s, plus 1 s for every {MIN_BODY_BYTES_PER_SECOND} bytes received); nothing was written",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?
+        else {
+            break;
+        };
         let chunk =
             chunk.map_err(|e| ApiError::new("malformed_json", format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
@@ -64,8 +93,10 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 
 /// Parse a posted body: one event object, or an array of 1 to 1000.
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, bool), ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let value = json::parse(body).map_err(|e| match e {
+        json::JsonError::Malformed(m) => ApiError::new("malformed_json", format!("the body is {m}")),
+        json::JsonError::Inexact { field, message } => Problem::invalid(field, message).into(),
+    })?;
     match value {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH_EVENTS {
@@ -110,7 +141,7 @@ pub async fn append(
         .get::<Principal>()
         .map(|p| p.name.clone())
         .expect("the guard names every principal");
-    let body = read_body(&req, payload, state.body_limit).await?;
+    let body = read_body(&req, payload, state.body_limit, state.body_timeout).await?;
     let started = std::time::Instant::now();
     let outcome = match parse_events(&body) {
         Ok((events, batch)) => state

@@ -1,7 +1,10 @@
-//! Authentication, authorisation and the per-principal rate limit, in front of
-//! every route. `/healthz`, `/readyz` and the map's pages and assets (no data
-//! behind them: the page reads `/v1` with the reader's token) are always open.
+//! Authentication, authorisation and the per-principal rate limit, on every
+//! route once the router has matched it. `/healthz`, `/readyz` and the map's
+//! pages and assets (no data behind them: the page reads `/v1` with the
+//! reader's token) are always open.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -11,6 +14,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 use governor::clock::{Clock, DefaultClock};
+use governor::{NotUntil, Quota};
 
 use super::{ApiError, AppState};
 use crate::auth::{Need, Principal, Role, Tokens};
@@ -21,17 +25,69 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Per-principal request limiter.
 pub type Limiter = governor::DefaultKeyedRateLimiter<String>;
 
+/// Per-peer limiter of refused authentication.
+pub type PeerLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+/// Refused authentications a peer may have per second, once its burst is spent.
+pub const REFUSALS_PER_PEER_PER_SECOND: u32 = 10;
+/// Refused authentications a peer may have in a burst.
+pub const REFUSAL_BURST_PER_PEER: u32 = 100;
+/// Peers the refusal limiter tracks before it forgets those back at a full budget.
+const MAX_TRACKED_PEERS: usize = 10_000;
+
+/// The limiter of refused authentications, one budget per peer address.
+pub fn peer_limiter() -> PeerLimiter {
+    let rate = NonZeroU32::new(REFUSALS_PER_PEER_PER_SECOND).expect("a positive rate");
+    let burst = NonZeroU32::new(REFUSAL_BURST_PER_PEER).expect("a positive burst");
+    governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+}
+
 /// Who may do what: none while the server runs open (loopback only).
 pub type Auth = Option<Arc<RwLock<Tokens>>>;
 
+/// What the matched route needs: decided on the route pattern the router
+/// matched, so every spelling of a path that reaches a route is judged alike.
 fn need(req: &ServiceRequest) -> Option<Need> {
-    match req.path() {
-        "/healthz" | "/readyz" => None,
-        p if super::pages::is_public(p) => None,
-        "/metrics" => Some(Need::Metrics),
+    match req.match_pattern().as_deref() {
+        Some("/healthz" | "/readyz") => None,
+        Some(p) if super::pages::is_public(p) => None,
+        Some("/metrics") => Some(Need::Metrics),
         _ if req.method() == Method::POST => Some(Need::Append),
         _ => Some(Need::Read),
     }
+}
+
+/// `Retry-After` seconds for a limiter's refusal.
+fn retry_after(not_until: &NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Refuse an unauthenticated request: `err`, or `429` once its peer has been
+/// refused too often, so guessing tokens stays slow.
+fn refuse_unauthenticated<B>(
+    req: ServiceRequest,
+    state: &AppState,
+    err: ApiError,
+    challenge: &str,
+) -> ServiceResponse<EitherBody<B>> {
+    if let (Some(limiter), Some(peer)) = (&state.refusals, req.peer_addr()) {
+        if let Err(not_until) = limiter.check_key(&peer.ip()) {
+            let secs = retry_after(&not_until);
+            return refuse(
+                req,
+                ApiError::new(
+                    "rate_limited",
+                    format!("too many refused requests from this address; retry in {secs} s"),
+                ),
+                Some((RETRY_AFTER, secs.to_string())),
+            );
+        }
+        if limiter.len() > MAX_TRACKED_PEERS {
+            limiter.retain_recent();
+        }
+    }
+    refuse(req, err, Some((WWW_AUTHENTICATE, challenge.to_owned())))
 }
 
 fn bearer(req: &ServiceRequest) -> Option<&str> {
@@ -58,6 +114,14 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if super::method_label(req.method()).is_none() {
+        // A made-up method gets no further, token or not: 405 on a route, 404 elsewhere.
+        let res = match req.match_pattern() {
+            Some(_) => super::not_allowed(req.request()),
+            None => ApiError::not_found(format!("no route for {}", req.path())).error_response(),
+        };
+        return Ok(req.into_response(res).map_into_right_body());
+    }
     let Some(need) = need(&req) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
@@ -66,27 +130,27 @@ pub async fn guard(
         None => Principal {
             name: ANONYMOUS.to_owned(),
             role: Role::Admin,
+            token_hash: None,
         },
         Some(tokens) => {
             let Some(token) = bearer(&req) else {
-                return Ok(refuse(
+                return Ok(refuse_unauthenticated(
                     req,
+                    &state,
                     ApiError::new(
                         "unauthorized",
                         "a bearer token is required (Authorization: Bearer <token>)",
                     ),
-                    Some((WWW_AUTHENTICATE, "Bearer realm=\"sitrep\"".into())),
+                    "Bearer realm=\"sitrep\"",
                 ));
             };
             let found = tokens.read().expect("tokens lock").authenticate(token);
             let Some(p) = found else {
-                return Ok(refuse(
+                return Ok(refuse_unauthenticated(
                     req,
+                    &state,
                     ApiError::new("unauthorized", "the bearer token is not valid"),
-                    Some((
-                        WWW_AUTHENTICATE,
-                        "Bearer realm=\"sitrep\", error=\"invalid_token\"".into(),
-                    )),
+                    "Bearer realm=\"sitrep\", error=\"invalid_token\"",
                 ));
             };
             p
@@ -106,15 +170,14 @@ pub async fn guard(
     }
     if let Some(limiter) = &state.limiter {
         if let Err(not_until) = limiter.check_key(&principal.name) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let secs = retry_after(&not_until);
             return Ok(refuse(
                 req,
                 ApiError::new(
                     "rate_limited",
                     format!("too many requests from {}; retry in {secs} s", principal.name),
                 ),
-                Some((RETRY_AFTER, secs.max(1).to_string())),
+                Some((RETRY_AFTER, secs.to_string())),
             ));
         }
     }

@@ -58,14 +58,29 @@ const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// The public paths: no token needed (the guard asks [`is_public`]).
-pub const PAGES: &[&str] = &["/", "/docs", "/docs/openapi.yaml"];
 /// The prefix of every asset URL.
 const ASSETS_PREFIX: &str = "/assets/";
+/// The route of every asset: one route, so one metrics label for all of them.
+const ASSET_ROUTE: &str = "/assets/{digest}/{path:.+}";
 
-/// Does `path` name a page or an asset (public, no data behind it)?
-pub fn is_public(path: &str) -> bool {
-    PAGES.contains(&path) || path.starts_with(ASSETS_PREFIX)
+/// The pages' routes, as (method, route pattern) pairs: public, no token needed
+/// (the guard asks [`is_public`] about the route it matched), and the `Allow` of
+/// their `405`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/docs"),
+    ("HEAD", "/docs"),
+    ("GET", "/docs/openapi.yaml"),
+    ("HEAD", "/docs/openapi.yaml"),
+    ("GET", ASSET_ROUTE),
+    ("HEAD", ASSET_ROUTE),
+];
+
+/// Is `pattern`, a route the router matched, a page or the assets (public, no
+/// data behind them)?
+pub fn is_public(pattern: &str) -> bool {
+    ROUTES.iter().any(|(_, p)| *p == pattern)
 }
 
 /// Everything computed once from the embedded files.
@@ -134,31 +149,35 @@ fn content_type(name: &str) -> &'static str {
 }
 
 /// Register the pages and the assets. Each answers GET and HEAD; any other
-/// method is `405` with `Allow`.
+/// method is `405` with `Allow`. The guard runs on them like on every route, so
+/// an unknown method is refused alike everywhere, and lets them through without
+/// a token.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     fn read() -> actix_web::Route {
         web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
     }
-    let at = |path: &str, route: actix_web::Route| {
+    fn at(
+        path: &str,
+        route: actix_web::Route,
+    ) -> actix_web::Resource<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
         web::resource(path)
             .route(route)
-            .default_service(web::to(method_not_allowed))
+            .default_service(web::to(super::method_not_allowed))
             .wrap(middleware::Compress::default())
-    };
+            .wrap(middleware::from_fn(super::guard::guard))
+    }
     cfg.service(at("/", read().to(index)))
         .service(at("/docs", read().to(docs)))
         .service(at("/docs/openapi.yaml", read().to(openapi)))
-        .service(at("/assets/{digest}/{path:.+}", read().to(asset)));
-}
-
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let mut res = actix_web::ResponseError::error_response(&ApiError::new(
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ));
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-    res
+        .service(at(ASSET_ROUTE, read().to(asset)));
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {

@@ -46,10 +46,7 @@ impl Query {
         T::Err: std::fmt::Display,
     {
         self.str(name)
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|e| ApiError::invalid_parameter(name, format!("is not valid: {e}")))
-            })
+            .map(|v| v.parse::<T>().map_err(|e| ApiError::invalid_parameter(name, e)))
             .transpose()
     }
 

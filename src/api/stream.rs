@@ -2,34 +2,40 @@
 //! store, then live from the ledger's feed; `id:` is the seq, `data:` the
 //! stored event. A subscriber that lags behind the feed falls back to the
 //! store, so memory stays bounded; one that stops reading for
-//! `STALLED_CONSUMER` is dropped and resumes with `Last-Event-ID`.
+//! `STALLED_CONSUMER` is dropped and resumes with `Last-Event-ID`. One that
+//! disconnects is let go at once, idle or catching up, and one whose token a
+//! reload of the tokens file removed is ended. Slots are bounded in all and
+//! per principal.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, Responder};
+use actix_web::{web, HttpMessage, HttpRequest, Responder};
 use actix_web_lab::sse;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use super::guard::Auth;
 use super::query::Query;
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::domain::{EventType, Slug, StoredEvent};
 use crate::ledger::Ledger;
+use crate::projection::Projection;
 
-/// Most subscribers at once; more answer 503.
-pub const MAX_SUBSCRIBERS: usize = 1024;
 /// Events buffered per subscriber between the store or feed and its socket.
 const BUFFER_EVENTS: usize = 256;
 /// A subscriber whose buffer stays full this long is dropped.
 const STALLED_CONSUMER: Duration = Duration::from_secs(10);
 /// Comment lines sent when idle, so proxies keep the connection open.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-/// Events read from the store per catch-up step.
+/// Events read from the store per catch-up step; between steps the task
+/// yields and looks whether its subscriber is still there.
 const CATCH_UP_PAGE: u64 = 256;
 
-/// Live subscriber count, shared by all workers.
-pub static SUBSCRIBERS: AtomicUsize = AtomicUsize::new(0);
+/// A principal holds at most this fraction of the server's subscriber slots
+/// (with tokens), so one client cannot shut every other one out.
+const PRINCIPAL_SHARE_DIVISOR: usize = 4;
 
 struct Filter {
     event_type: Option<EventType>,
@@ -37,7 +43,51 @@ struct Filter {
     actor: Option<Slug>,
 }
 
+/// One bounded step of a catch-up: the seqs to read, and where to go on from.
+struct Step {
+    seqs: Vec<u64>,
+    resume: u64,
+}
+
 impl Filter {
+    /// The next catch-up step from `next` to `p`'s head, or `None` once caught
+    /// up. A filtered catch-up walks the narrowest index (a location's stream,
+    /// an actor's mentions, a type's events) rather than the log, so a filter
+    /// that matches little, or names nothing known, costs little; each step
+    /// reads at most `CATCH_UP_PAGE` events.
+    fn step(&self, p: &Projection, next: u64) -> Option<Step> {
+        let head = p.head_seq();
+        if next > head {
+            return None;
+        }
+        let index: Option<&[u64]> = if let Some(l) = &self.location {
+            Some(p.location_ix(l).map_or(&[], |ix| p.location_seqs(ix)))
+        } else if let Some(a) = &self.actor {
+            Some(p.actor_ix(a).map_or(&[], |ix| p.actor_mentions(ix)))
+        } else {
+            self.event_type.map(|t| p.seqs_of_type(t))
+        };
+        let Some(index) = index else {
+            let until = head.min(next.saturating_add(CATCH_UP_PAGE - 1));
+            return Some(Step {
+                seqs: (next..=until).collect(),
+                resume: until + 1,
+            });
+        };
+        let from = index.partition_point(|s| *s < next);
+        let seqs: Vec<u64> = index[from..]
+            .iter()
+            .copied()
+            .take_while(|s| *s <= head)
+            .take(CATCH_UP_PAGE as usize)
+            .collect();
+        let resume = match seqs.last() {
+            Some(last) if seqs.len() == CATCH_UP_PAGE as usize => last + 1,
+            _ => head + 1,
+        };
+        Some(Step { seqs, resume })
+    }
+
     fn keeps(&self, e: &StoredEvent) -> bool {
         self.event_type.is_none_or(|t| t == e.event_type)
             && self.location.as_ref().is_none_or(|l| e.location.as_ref() == Some(l))
@@ -45,12 +95,77 @@ impl Filter {
     }
 }
 
-/// Decrements the subscriber count however the task ends.
-struct Slot;
+/// The live feed's subscriber slots: how many are held, in all and by each
+/// principal. One per server, shared by its workers.
+pub struct Subscribers {
+    limit: usize,
+    /// Most slots one principal may hold; `None` when the server runs open
+    /// (every caller is the same anonymous principal).
+    per_principal: Option<usize>,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    total: usize,
+    by_principal: HashMap<String, usize>,
+}
+
+impl Subscribers {
+    /// `limit` slots; with `per_principal`, a principal holds at most
+    /// 1/`PRINCIPAL_SHARE_DIVISOR` of them (and at least one).
+    pub fn new(limit: usize, per_principal: bool) -> Subscribers {
+        Subscribers {
+            limit,
+            per_principal: per_principal.then(|| (limit / PRINCIPAL_SHARE_DIVISOR).max(1)),
+            held: Mutex::default(),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, principal: &str) -> Result<Slot, ApiError> {
+        let mut held = self.held.lock().expect("subscribers lock");
+        if held.total >= self.limit {
+            return Err(ApiError::new(
+                "unavailable",
+                format!("the feed already has {} subscribers", self.limit),
+            ));
+        }
+        let mine = held.by_principal.get(principal).copied().unwrap_or(0);
+        if let Some(share) = self.per_principal.filter(|share| mine >= *share) {
+            return Err(ApiError::new(
+                "unavailable",
+                format!(
+                    "{principal} already holds {share} live feeds, its share of the server's {}",
+                    self.limit
+                ),
+            ));
+        }
+        held.total += 1;
+        *held.by_principal.entry(principal.to_owned()).or_default() += 1;
+        crate::metrics::SSE_SUBSCRIBERS.inc();
+        Ok(Slot {
+            subscribers: self.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+/// One held slot, given back however the subscriber's task ends.
+struct Slot {
+    subscribers: Arc<Subscribers>,
+    principal: String,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        SUBSCRIBERS.fetch_sub(1, Ordering::SeqCst);
+        let mut held = self.subscribers.held.lock().expect("subscribers lock");
+        held.total -= 1;
+        if let Some(n) = held.by_principal.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                held.by_principal.remove(&self.principal);
+            }
+        }
         crate::metrics::SSE_SUBSCRIBERS.dec();
     }
 }
@@ -63,34 +178,34 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid_parameter("Last-Event-ID", "must be a seq (a non-negative integer)"))?;
+            .ok_or_else(|| ApiError::invalid_header("Last-Event-ID", "must be a seq (a non-negative integer)"))?;
     }
     let filter = Filter {
         event_type: q.parsed::<EventType>("type")?,
         location: q.slug("location")?,
         actor: q.slug("actor")?,
     };
-    if SUBSCRIBERS.fetch_add(1, Ordering::SeqCst) >= MAX_SUBSCRIBERS {
-        SUBSCRIBERS.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::new(
-            "unavailable",
-            format!("the feed already has {MAX_SUBSCRIBERS} subscribers"),
-        ));
-    }
-    let slot = Slot;
-    crate::metrics::SSE_SUBSCRIBERS.inc();
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .expect("the guard names every principal");
+    let slot = state.subscribers.acquire(&principal.name)?;
     let (tx, rx) = mpsc::channel(BUFFER_EVENTS);
     let ledger = state.ledger.clone();
     // Subscribe before catching up, so nothing committed in between is missed.
     let live = ledger.subscribe();
     let mut shutdown = state.shutdown.clone();
+    let revoked = revoked(state.auth.clone(), principal, state.tokens_reloaded.clone());
     actix_web::rt::spawn(async move {
         let _slot = slot;
         // The feed ends when the server shuts down, so graceful shutdown is not
         // held open by subscribers; they resume elsewhere with Last-Event-ID.
+        // It ends too when a reload removes the subscriber's token.
         tokio::select! {
             _ = feed(ledger, live, after, filter, tx) => {}
             _ = shutdown.wait_for(|down| *down) => {}
+            _ = revoked => {}
         }
     });
     Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
@@ -116,20 +231,35 @@ async fn feed(
     // Nothing follows the largest seq; saturate rather than wrap to a replay.
     let mut next = after.saturating_add(1);
     loop {
-        // Catch up from the store to the head.
+        // Catch up from the store to the head, a bounded step at a time, and
+        // stop as soon as the subscriber is gone, even if nothing matched.
         loop {
-            let head = ledger.read().head_seq();
-            if next > head {
-                break;
+            if tx.is_closed() {
+                return;
             }
-            let until = head.min(next + CATCH_UP_PAGE - 1);
+            let Some(step) = filter.step(&ledger.read(), next) else {
+                break;
+            };
+            if step.seqs.is_empty() {
+                next = step.resume;
+                continue;
+            }
             let l = ledger.clone();
-            let page =
-                web::block(move || (next..=until).map(|s| l.store().get(s)).collect::<Result<Vec<_>, _>>()).await;
+            let seqs = step.seqs;
+            let read = web::block(move || {
+                seqs.into_iter()
+                    .map(|s| l.store().get(s))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let page = tokio::select! {
+                page = read => page,
+                _ = tx.closed() => return,
+            };
             let Ok(Ok(page)) = page else {
                 tracing::warn!("feed subscriber dropped: the store could not be read");
                 return;
             };
+            crate::metrics::SSE_CATCH_UP_EVENTS.inc_by(page.len() as u64);
             for e in page.into_iter().flatten() {
                 if filter.keeps(&e) {
                     let Ok(json) = serde_json::to_string(&e) else { return };
@@ -137,12 +267,19 @@ async fn feed(
                         return;
                     }
                 }
-                next = e.seq + 1;
             }
+            next = step.resume;
+            // Other subscribers and requests on this worker get their turn.
+            tokio::task::yield_now().await;
         }
-        // Then live, until the feed outruns this subscriber.
+        // Then live, until the feed outruns this subscriber; a subscriber that
+        // leaves while the log is quiet is noticed here.
         loop {
-            match live.recv().await {
+            let item = tokio::select! {
+                item = live.recv() => item,
+                _ = tx.closed() => return,
+            };
+            match item {
                 Ok(item) if item.event.seq < next => continue,
                 Ok(item) if item.event.seq > next => break,
                 Ok(item) => {
@@ -154,9 +291,23 @@ async fn feed(
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
-            if tx.is_closed() {
-                return;
-            }
+        }
+    }
+}
+
+/// Resolves when `principal`'s token stops authenticating after a reload of
+/// the tokens file; never when the server runs open.
+async fn revoked(auth: Auth, principal: Principal, mut reloads: watch::Receiver<u64>) {
+    let Some(tokens) = auth else {
+        return std::future::pending().await;
+    };
+    loop {
+        if reloads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !tokens.read().expect("tokens lock").still_admits(&principal) {
+            tracing::info!(principal = %principal.name, "live feed ended: its token was removed");
+            return;
         }
     }
 }

@@ -264,8 +264,22 @@ fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, FieldErr
     })
 }
 
-fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize) {
-    if text.trim().is_empty() {
+/// Which rules an envelope is read by: a posted one by all of them; a stored
+/// one by those in force when earlier releases wrote it, so that their logs
+/// still read, verify and import (they stored text of only invisible
+/// characters, leap seconds and integers up to 2^53).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    Posted,
+    Stored,
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize, reading: Reading) {
+    let empty = match reading {
+        Reading::Posted => super::validation::is_blank(text),
+        Reading::Stored => text.trim().is_empty(),
+    };
+    if empty {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if text.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be at most {max} characters")));
@@ -273,8 +287,12 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, text: &str, max: usize)
 }
 
 impl EventData {
-    /// Parse and check `data` for an event of type `ty`.
+    /// Parse and check posted `data` for an event of type `ty`.
     pub fn parse(ty: EventType, value: &Value) -> Result<EventData, Vec<FieldError>> {
+        EventData::read(ty, value, Reading::Posted)
+    }
+
+    fn read(ty: EventType, value: &Value, reading: Reading) -> Result<EventData, Vec<FieldError>> {
         let f = "data";
         let one = |e: FieldError| vec![e];
         let data = match ty {
@@ -292,7 +310,7 @@ impl EventData {
             EventType::Report => EventData::Report(typed(value, f).map_err(one)?),
             EventType::EventRetracted => EventData::EventRetracted(typed(value, f).map_err(one)?),
         };
-        let errors = data.check();
+        let errors = data.check(reading);
         if errors.is_empty() {
             Ok(data)
         } else {
@@ -301,7 +319,9 @@ impl EventData {
     }
 
     /// Checks that need no state: lengths, ranges, distinctness.
-    fn check(&self) -> Vec<FieldError> {
+    fn check(&self, reading: Reading) -> Vec<FieldError> {
+        let check_text =
+            |errors: &mut Vec<FieldError>, field: &str, text: &str, max| check_text(errors, field, text, max, reading);
         let mut errors = Vec::new();
         match self {
             EventData::LocationRegistered(d) => {
@@ -377,7 +397,7 @@ impl EventData {
         errors
     }
 
-    /// The data as stored: posted members only, in a fixed order.
+    /// The data as stored and served: posted members only, in a fixed order.
     pub fn to_value(&self) -> Value {
         let v = match self {
             EventData::LocationRegistered(d) => serde_json::to_value(d),
@@ -392,7 +412,9 @@ impl EventData {
             EventData::Report(d) => serde_json::to_value(d),
             EventData::EventRetracted(d) => serde_json::to_value(d),
         };
-        v.expect("plain data structs always serialize")
+        let mut v = v.expect("plain data structs always serialize");
+        super::json::as_read_back(&mut v);
+        v
     }
 
     /// Every actor this event's data names, with the field that names it.
@@ -466,12 +488,31 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// Parse an RFC 3339 timestamp (any offset) to UTC.
+/// Most fractional digits of a second: nanoseconds, as kept.
+const MAX_FRACTION_DIGITS: usize = 9;
+
+/// Parse an RFC 3339 timestamp (any offset) to UTC. Refuses what could only be
+/// kept as another time: a leap second (:60) and digits beyond nanoseconds.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    use chrono::Datelike;
+    read_time(s, Reading::Posted)
+}
+
+fn read_time(s: &str, reading: Reading) -> Result<DateTime<Utc>, String> {
+    use chrono::{Datelike, Timelike};
     let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("must be an RFC 3339 date-time such as 2024-11-30T10:00:00Z ({e})"))?;
+    if t.nanosecond() >= 1_000_000_000 && reading == Reading::Posted {
+        return Err("must not be a leap second (:60): the log keeps times without them".into());
+    }
+    let fraction = s
+        .split_once('.')
+        .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+    if fraction > MAX_FRACTION_DIGITS {
+        return Err(format!(
+            "must have at most {MAX_FRACTION_DIGITS} fractional digits (nanoseconds), not {fraction}"
+        ));
+    }
     // Stored in UTC, it must still be RFC 3339 (years 0000 to 9999).
     if !(0..=9999).contains(&t.year()) {
         return Err("must fall within the years 0000 to 9999 once converted to UTC".into());
@@ -482,12 +523,32 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 impl NewEvent {
     /// Parse one posted envelope. Collects every envelope-level error it can find.
     pub fn from_json(value: &Value) -> Result<NewEvent, Problem> {
+        NewEvent::read(value, Reading::Posted)
+    }
+
+    fn read(value: &Value, reading: Reading) -> Result<NewEvent, Problem> {
         let Some(obj) = value.as_object() else {
             return Err(Problem::invalid("", "an event must be a JSON object"));
         };
         let normalised = normalise(obj);
         let obj = &normalised;
         let mut errors = Vec::new();
+        let mut inexact = Vec::new();
+        for (k, v) in obj {
+            super::json::inexact_integers(v, k, &mut inexact);
+        }
+        if !inexact.is_empty() && reading == Reading::Posted {
+            let message = format!(
+                "must be an integer from -{MAX} to {MAX}: larger ones are not read exactly by every JSON parser",
+                MAX = super::json::MAX_EXACT_INTEGER
+            );
+            return Err(Problem::Validation(
+                inexact
+                    .into_iter()
+                    .map(|f| FieldError::new(f, message.clone()))
+                    .collect(),
+            ));
+        }
         for key in obj.keys() {
             if !ENVELOPE_MEMBERS.contains(&key.as_str()) {
                 errors.push(FieldError::new(key.clone(), "unknown member"));
@@ -548,7 +609,7 @@ impl NewEvent {
 
         let occurred_at = match obj.get("occurred_at") {
             None => None,
-            Some(Value::String(s)) => match parse_time(s) {
+            Some(Value::String(s)) => match read_time(s, reading) {
                 Ok(t) => Some(t),
                 Err(m) => {
                     errors.push(FieldError::new("occurred_at", m));
@@ -565,7 +626,7 @@ impl NewEvent {
             None => None,
             Some(v) => match typed::<Source>(v, "source") {
                 Ok(s) => {
-                    errors.extend(check_source(&s));
+                    errors.extend(check_source(&s, reading));
                     Some(s)
                 }
                 Err(e) => {
@@ -599,7 +660,7 @@ impl NewEvent {
                 None
             }
             (None, Some(_)) => None,
-            (Some(t), Some(v)) => match EventData::parse(t, v) {
+            (Some(t), Some(v)) => match EventData::read(t, v, reading) {
                 Ok(d) => Some(d),
                 Err(es) => {
                     errors.extend(es);
@@ -692,44 +753,23 @@ impl NewEvent {
     }
 }
 
-/// An integral JSON number written as a float (5.0, 1e1) is that integer, as
-/// JSON Schema and RFC 8785 see it.
-fn integral(v: &mut Value) {
-    if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
-        if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) {
-            *v = Value::from(f as u64);
-        }
-    }
-}
-
 /// The envelope as the decoder reads it: an explicit `null` for an optional
-/// member is the same as leaving it out, and integral floats in integer members
-/// are integers.
+/// member is the same as leaving it out, and every number is the value its
+/// stored (RFC 8785) form reads back as: an integral float (5.0, 1e1) is that
+/// integer, as JSON Schema sees it too, and -0 is 0.
 fn normalise(obj: &Map<String, Value>) -> Map<String, Value> {
     let mut m: Map<String, Value> = obj
         .iter()
         .filter(|(k, v)| !(v.is_null() && matches!(k.as_str(), "id" | "occurred_at" | "source" | "expected_version")))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(v) = m.get_mut("expected_version") {
-        integral(v);
-    }
-    if let Some(v) = m.get_mut("source").and_then(|s| s.get_mut("credibility")) {
-        integral(v);
-    }
-    if let Some(d) = m.get_mut("data").and_then(Value::as_object_mut) {
-        for k in ["killed", "wounded"] {
-            if let Some(v) = d.get_mut(k) {
-                integral(v);
-            }
-        }
-    }
+    m.values_mut().for_each(super::json::as_read_back);
     m
 }
 
-fn check_source(s: &Source) -> Vec<FieldError> {
+fn check_source(s: &Source, reading: Reading) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS);
+    check_text(&mut errors, "source.name", &s.name, MAX_NAME_CHARS, reading);
     if let Some(url) = &s.url {
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().count() > MAX_URL_CHARS {
             errors.push(FieldError::new(
@@ -782,7 +822,7 @@ impl StoredEvent {
 
     /// Re-read the stored event as the posted envelope it came from, re-running
     /// every shape check. Used when rebuilding and importing, so a stored event
-    /// is held to the same rules as a posted one.
+    /// is held to the rules it was posted under (see `Reading`).
     pub fn to_new_event(&self) -> Result<NewEvent, Problem> {
         let mut m = Map::new();
         m.insert("id".into(), Value::String(self.id.to_string()));
@@ -800,7 +840,7 @@ impl StoredEvent {
             m.insert("source".into(), serde_json::to_value(s).expect("source serializes"));
         }
         m.insert("data".into(), self.data.clone());
-        NewEvent::from_json(&Value::Object(m))
+        NewEvent::read(&Value::Object(m), Reading::Stored)
     }
 
     /// Does this event name `actor`: its registration, or any data member that
@@ -957,6 +997,19 @@ mod tests {
         let mut dev = examples()[3].clone();
         dev["occurred_at"] = Value::Null;
         assert!(NewEvent::from_json(&dev).is_err(), "a development still needs its time");
+        // As stored (RFC 8785) and read back: -0 is 0, and 36.0 is 36.
+        let mut at = examples()[0].clone();
+        at["data"]["lat"] = json!(-0.0);
+        at["data"]["lon"] = json!(36.0);
+        let data = NewEvent::from_json(&at).unwrap().data;
+        assert_eq!(data.to_value()["lat"].to_string(), "0");
+        assert_eq!(
+            format!("{data:?}"),
+            format!(
+                "{:?}",
+                EventData::parse(EventType::LocationRegistered, &data.to_value()).unwrap()
+            )
+        );
     }
 
     #[test]
@@ -995,5 +1048,25 @@ mod tests {
         let stored: StoredEvent = serde_json::from_value(Value::Object(stored)).unwrap();
         let again = stored.to_new_event().unwrap();
         assert_eq!(again.posted_members(Uuid::nil()), posted);
+    }
+
+    #[test]
+    fn a_log_kept_by_an_earlier_release_still_reads() {
+        // What earlier releases accepted and stored, and posts now refuse.
+        let stored = json!({"seq": 9, "id": Uuid::nil(), "type": "casualties_reported", "location": "aleppo",
+            "occurred_at": "2024-11-30T10:00:60Z", "recorded_at": "2024-12-01T00:00:00.000000Z", "recorded_by": "x",
+            "source": {"name": "\u{200b}", "kind": "witness"}, "data": {"killed": 9_007_199_254_740_992u64},
+            "version": 3, "prev_hash": "0".repeat(64), "hash": "0".repeat(64)});
+        let stored: StoredEvent = serde_json::from_value(stored).unwrap();
+        let again = stored
+            .to_new_event()
+            .unwrap_or_else(|p| panic!("{:?}", p.field_errors()));
+        let mut posted = Value::Object(again.posted_members(Uuid::nil()));
+        assert_eq!(posted["occurred_at"], "2024-11-30T10:00:60Z");
+        posted["id"] = Value::Null;
+        let Err(Problem::Validation(errors)) = NewEvent::from_json(&posted) else {
+            panic!("posted anew, it is refused")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::json::MAX_EXACT_INTEGER;
+
 /// What a development does to a location, with actors as keys of type `K`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect<K> {
@@ -141,8 +143,10 @@ impl<K: Ord + Copy> Status<K> {
             Effect::Close => self.operational = Some(Operational::Closed),
             Effect::Reopen => self.operational = Some(Operational::Open),
             Effect::Casualties { killed, wounded } => {
-                self.killed = self.killed.saturating_add(*killed);
-                self.wounded = self.wounded.saturating_add(*wounded);
+                // Sums saturate where JSON integers stop being exact for every reader.
+                let add = |sum: u64, n: u64| sum.saturating_add(n).min(MAX_EXACT_INTEGER);
+                self.killed = add(self.killed, *killed);
+                self.wounded = add(self.wounded, *wounded);
                 self.casualty_reports += 1;
             }
             Effect::Nothing => {}
@@ -274,5 +278,16 @@ mod tests {
         assert_eq!(s.operational, Some(Operational::Open));
         assert_eq!((s.killed, s.wounded, s.casualty_reports), (5, 5, 2));
         assert_eq!(s.control(), Control::Unknown);
+    }
+
+    #[test]
+    fn casualty_sums_stay_integers_every_json_parser_reads_exactly() {
+        let most = MAX_EXACT_INTEGER;
+        let report = Effect::Casualties {
+            killed: most,
+            wounded: 1,
+        };
+        let s = fold(&[dev(1, 27, false, report.clone()), dev(2, 28, false, report)]);
+        assert_eq!((s.killed, s.wounded, s.casualty_reports), (most, 2, 2));
     }
 }

@@ -1,11 +1,13 @@
-//! Property tests of the decoder and validator with arbitrary input: nothing
-//! panics, and whatever is accepted is a well-formed event that reads back as
-//! itself.
+//! Property tests of the strict JSON reader, the decoder and the validator
+//! with arbitrary input: nothing panics, whatever is accepted is a well-formed
+//! event that reads back as itself, exactly, through its stored (RFC 8785)
+//! form, and JSON that readers could read differently is refused.
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::event::NewEvent;
+use super::json::{self, JsonError};
 use super::validation::Problem;
 
 /// Keys that reach every branch of the decoder, plus noise.
@@ -57,7 +59,13 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
+        ((json::MAX_EXACT_INTEGER - 2)..=(json::MAX_EXACT_INTEGER + 2)).prop_map(Value::from),
+        prop::sample::select(vec![-0.0, 5e-324, 36.0, 1e21]).prop_map(Value::from),
         prop::sample::select(vec![
+            "\u{200b}",
+            "\u{feff} \u{2060}",
+            "2024-11-30T10:00:60Z",
+            "2024-11-30T10:00:00.1234567891Z",
             "aleppo",
             "hts",
             "saa",
@@ -130,7 +138,8 @@ fn mutated() -> impl Strategy<Value = Value> {
 }
 
 /// Whatever the decoder accepts must be a well-formed event that reads back as
-/// itself; whatever it refuses must say where.
+/// itself, exactly (`-0.0` is not `0`), from the canonical text it is stored
+/// as; whatever it refuses must say where.
 fn decode_holds(v: &Value) -> Result<(), TestCaseError> {
     match NewEvent::from_json(v) {
         Ok(e) => {
@@ -139,12 +148,19 @@ fn decode_holds(v: &Value) -> Result<(), TestCaseError> {
             if let Some(ev) = e.expected_version {
                 posted.insert("expected_version".into(), ev.into());
             }
-            let again = NewEvent::from_json(&Value::Object(posted));
-            prop_assert!(again.is_ok(), "accepted {v} but its normal form is refused: {again:?}");
+            let stored = super::jcs::to_vec(&Value::Object(posted));
+            let read = json::parse(&stored);
+            prop_assert!(
+                read.is_ok(),
+                "accepted {v} but its stored form is not read back: {read:?}"
+            );
+            let again = NewEvent::from_json(&read.unwrap());
+            prop_assert!(again.is_ok(), "accepted {v} but its stored form is refused: {again:?}");
             let again = again.unwrap();
-            prop_assert_eq!(again.data, e.data);
+            prop_assert_eq!(format!("{:?}", again.data), format!("{:?}", &e.data));
             prop_assert_eq!(again.stream, e.stream);
             prop_assert_eq!(again.occurred_at, e.occurred_at);
+            prop_assert_eq!(again.expected_version, e.expected_version);
         }
         Err(Problem::Validation(errors)) => prop_assert!(!errors.is_empty(), "a refusal names at least one field"),
         Err(other) => prop_assert!(false, "shape checks only give validation errors, got {other:?}"),
@@ -167,7 +183,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_the_body_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        if let Ok(v) = json::parse(&bytes) {
             decode_holds(&v)?;
         }
     }
@@ -176,9 +192,97 @@ proptest! {
     fn truncated_valid_events_never_panic(i in 0..5usize, cut in 0.0f64..1.0) {
         let text = valid()[i].to_string();
         let end = (text.len() as f64 * cut) as usize;
-        if let Ok(v) = serde_json::from_str::<Value>(&text[..end]) {
+        if let Ok(v) = json::parse(&text.as_bytes()[..end]) {
             decode_holds(&v)?;
         }
+    }
+
+    #[test]
+    fn a_member_given_twice_is_refused_wherever_it_is(v in mutated(), pick in any::<prop::sample::Index>()) {
+        let mut objects = 0;
+        count_objects(&v, &mut objects);
+        let target = pick.index(objects.max(1));
+        let mut text = String::new();
+        let mut seen = 0;
+        write_doubling(&v, target, &mut seen, &mut text);
+        let read = json::parse(text.as_bytes());
+        if text.len() == v.to_string().len() {
+            prop_assert!(read.is_ok(), "{text}: {read:?}");
+        } else {
+            prop_assert!(
+                matches!(&read, Err(JsonError::Malformed(m)) if m.starts_with("duplicate member")),
+                "{text}: {read:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_in_any_spelling_read_as_their_exact_value_or_are_refused(
+        f in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        digits in 0usize..25,
+        exp in -400i32..400,
+    ) {
+        for text in [format!("{f:e}"), format!("{f:.digits$e}"), format!("{f}"), format!("{}e{exp}", f.abs().trunc())] {
+            match json::parse(text.as_bytes()) {
+                Ok(v) => {
+                    // What is stored (RFC 8785) reads back as the same value, and
+                    // is the value that was written.
+                    let stored = String::from_utf8(super::jcs::to_vec(&v)).unwrap();
+                    let back = json::parse(stored.as_bytes()).unwrap();
+                    prop_assert_eq!(back.as_f64().map(f64::to_bits), v.as_f64().map(f64::to_bits), "{} -> {}", text, stored);
+                    let written: f64 = text.parse().unwrap();
+                    prop_assert_eq!(v.as_f64(), Some(written), "{}", text);
+                }
+                Err(JsonError::Inexact { .. }) => {}
+                Err(e) => prop_assert!(false, "{text}: {e}"),
+            }
+        }
+    }
+}
+
+fn count_objects(v: &Value, n: &mut usize) {
+    match v {
+        Value::Object(m) => {
+            *n += 1;
+            m.values().for_each(|x| count_objects(x, n));
+        }
+        Value::Array(a) => a.iter().for_each(|x| count_objects(x, n)),
+        _ => {}
+    }
+}
+
+/// `v` as JSON text, with the first member of its `target`-th object (in
+/// document order) written twice.
+fn write_doubling(v: &Value, target: usize, seen: &mut usize, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let doubled = *seen == target;
+            *seen += 1;
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if doubled && i == 0 {
+                    out.push_str(&format!("{}:{},", Value::String(k.clone()), x));
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_doubling(x, target, seen, out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_doubling(x, target, seen, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

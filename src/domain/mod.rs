@@ -12,6 +12,7 @@ pub mod fold;
 pub mod ids;
 pub mod integrity;
 pub mod jcs;
+pub mod json;
 pub mod limits;
 pub mod rules;
 pub mod validation;

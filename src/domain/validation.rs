@@ -1,8 +1,24 @@
 //! Why an event is refused: field-level validation errors and the rule
 //! violations that need the log's state to detect.
 
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, WhiteSpace};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use serde::Serialize;
 use uuid::Uuid;
+
+/// Text that shows nothing: only white space, default-ignorable code points
+/// (zero-width spaces and joiners, the BOM, variation selectors, fillers) and
+/// control or format characters. Such a name or summary is empty.
+pub fn is_blank(text: &str) -> bool {
+    let white = CodePointSetData::new::<WhiteSpace>();
+    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
+    let category = CodePointMapData::<GeneralCategory>::new();
+    text.chars().all(|c| {
+        white.contains(c)
+            || ignorable.contains(c)
+            || matches!(category.get(c), GeneralCategory::Control | GeneralCategory::Format)
+    })
+}
 
 /// One offending member of a posted event. `field` is a dotted path
 /// (`data.actor`); inside a batch it starts with the item's index (`[3].data.actor`).

@@ -221,6 +221,9 @@ pub struct Store {
     head: Mutex<Head>,
     /// The last seq read back (see `READ_BACK_EVENTS`); guarded by `head`'s lock.
     read_back: std::sync::atomic::AtomicU64,
+    /// Bumped by every write: a verdict about the store's contents holds while
+    /// this stays the same.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn event_key(seq: u64) -> [u8; 9] {
@@ -309,6 +312,7 @@ impl Store {
             log_file,
             dir: dir.to_owned(),
             read_back: std::sync::atomic::AtomicU64::new(head.seq),
+            generation: std::sync::atomic::AtomicU64::new(0),
             head: Mutex::new(head),
         })
     }
@@ -319,6 +323,12 @@ impl Store {
 
     pub fn head(&self) -> Head {
         self.head.lock().expect("head lock").clone()
+    }
+
+    /// Changes since the store was opened: two reads that see the same
+    /// generation saw the same contents.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Append `batch` after the current head, atomically and durably. On return
@@ -394,6 +404,8 @@ impl Store {
 
     /// flush, then fsync sled's log file: a real barrier, not `sync_file_range`.
     fn sync(&self) -> Result<(), StoreError> {
+        // Every write ends here, so this is where the store's contents change.
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.log.flush()?;
         self.log_file.sync_data()?;
         Ok(())

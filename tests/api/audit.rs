@@ -107,3 +107,100 @@ async fn a_fact_that_is_not_its_events_is_named_by_verify() {
     assert_eq!(verify["first_bad_seq"], 21, "{verify}");
     assert!(verify["reason"].as_str().unwrap().contains("fact"), "{verify}");
 }
+
+/// Events of the log the verify tests fold: enough that one verification
+/// outlasts the requests these tests make while it runs.
+const LARGE_LOG_EVENTS: usize = 60_000;
+
+#[tokio::test]
+async fn concurrent_verifies_run_one_verification_and_a_repeat_at_the_same_head_is_cached() {
+    use crate::process::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    large_log(&data, LARGE_LOG_EVENTS).await;
+    let server = ServerProcess::start(&data, &[]);
+    let client = reqwest::Client::new();
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let req = client.get(server.url("/v1/audit/verify"));
+            tokio::spawn(async move {
+                let res = req.send().await.unwrap();
+                assert_eq!(res.status().as_u16(), 200);
+                res.json::<serde_json::Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    assert_eq!(answers[0]["ok"], true, "{}", answers[0]);
+    assert_eq!(answers[0]["checked"], LARGE_LOG_EVENTS, "{}", answers[0]);
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "every caller gets the same answer"
+    );
+    assert_eq!(
+        server.metric("sitrep_audit_verify_started_total").await,
+        1.0,
+        "16 concurrent calls verify the log once"
+    );
+    // The same head again: the kept answer, no new verification.
+    assert_eq!(server.json("/v1/audit/verify").await, answers[0]);
+    assert_eq!(server.metric("sitrep_audit_verify_started_total").await, 1.0);
+    // A new head is verified again.
+    let (_, receipt) = post(
+        &client,
+        &server,
+        &dev(
+            "report",
+            "aleppo",
+            "2024-12-02T00:00:00Z",
+            json!({"summary": "one more"}),
+        ),
+    )
+    .await;
+    let again = server.json("/v1/audit/verify").await;
+    assert_eq!(again["checked"], receipt["seq"], "{again}");
+    assert_eq!(server.metric("sitrep_audit_verify_started_total").await, 2.0);
+}
+
+#[tokio::test]
+async fn a_verify_its_caller_abandons_stops() {
+    use crate::process::*;
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    large_log(&data, LARGE_LOG_EVENTS).await;
+    let server = ServerProcess::start(&data, &[]);
+    let limit = std::time::Duration::from_secs(30);
+    let started = "sitrep_audit_verify_started_total";
+    let cancelled = "sitrep_audit_verify_cancelled_total";
+    let addr = server.address.trim_start_matches("http://").to_owned();
+    let mut caller = std::net::TcpStream::connect(&addr).unwrap();
+    caller
+        .write_all(format!("GET /v1/audit/verify HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(server.metric_until(started, limit, |v| v >= 1.0).await, 1.0);
+    drop(caller);
+    assert_eq!(
+        server.metric_until(cancelled, limit, |v| v >= 1.0).await,
+        1.0,
+        "the verification nobody waits for stops: {}",
+        server.log()
+    );
+    // Nothing was kept from it: the next caller gets a whole verification.
+    let report = server.json("/v1/audit/verify").await;
+    assert_eq!(report["checked"], LARGE_LOG_EVENTS, "{report}");
+    assert_eq!(server.metric(started).await, 2.0);
+    assert_eq!(server.metric(cancelled).await, 1.0);
+}
+
+async fn post(
+    client: &reqwest::Client,
+    server: &crate::process::ServerProcess,
+    event: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let res = client.post(server.url("/v1/events")).json(event).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}

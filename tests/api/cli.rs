@@ -145,3 +145,24 @@ async fn the_demo_command_loads_the_scenario_once() {
     assert!(second.status.success());
     assert!(text(&second.stderr).contains("already"));
 }
+
+#[tokio::test]
+async fn import_refuses_a_line_with_a_duplicate_member() {
+    let app = spawn_demo_app().await;
+    let dir = app.data_dir().to_owned();
+    let tmp = app.stop().await;
+    let export = sitrep(&["export", "--data-dir", dir.to_str().unwrap()]);
+    let mut lines: Vec<String> = text(&export.stdout).lines().map(str::to_owned).collect();
+    // A reader that keeps the first of two members sees another name.
+    lines[4] = lines[4].replacen(r#""data":{"#, r#""data":{"name":"Forged","#, 1);
+    let file = tmp.path().join("duplicate.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let target = tmp.path().join("restored");
+    let import = sitrep(&["import", "--data-dir", target.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(!import.status.success(), "imported a line two readers read differently");
+    let stderr = text(&import.stderr);
+    assert!(
+        stderr.contains("line 5") && stderr.contains("duplicate member 'data.name'"),
+        "{stderr}"
+    );
+}

@@ -1,9 +1,11 @@
 //! Black-box tests: the real server on port 0, a real sled directory in a temp
 //! dir, real HTTP. One test binary for all of them.
 
+mod hardening;
 mod helpers;
 mod hostile;
 
+mod abandon;
 mod appends;
 mod audit;
 mod auditor;
@@ -19,3 +21,4 @@ mod restart;
 mod security;
 mod spec;
 mod stream;
+mod strict_json;

@@ -14,13 +14,15 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
 use serde_json::{json, Value};
 use sitrep::startup::{Application, Settings};
 
-use crate::helpers::{spawn_demo_app, TestApp};
+use crate::helpers::{assert_problem, spawn_demo_app, spawn_with, tokens_in, TestApp};
 
 /// Longest wait for anything the page should show.
 const WAIT: Duration = Duration::from_secs(20);
@@ -143,6 +145,74 @@ async fn with_tokens_the_page_is_public_and_the_data_is_not() {
     assert_eq!(get("/v1/locations").await.unwrap().status(), 401);
     assert_eq!(get("/v1/events/stream").await.unwrap().status(), 401);
     secured.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_are_judged_on_their_route_like_the_api() {
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let (file, tokens) = tokens_in(tmp.path(), &[("prom", "metrics")]);
+    let app = spawn_with(tmp, |s| {
+        s.tokens = Some(file);
+        s.demo = true;
+    })
+    .await;
+    let html = app.get("/").await;
+    assert_eq!(html.status(), 200, "the page needs no token");
+    let html = html.text().await.unwrap();
+    let assets: Vec<String> = html
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .map(str::to_owned)
+        .collect();
+    assert!(assets.len() >= 5, "{assets:?}");
+    for path in &assets {
+        assert_eq!(app.get(path).await.status(), 200, "{path} needs no token");
+    }
+    assert_eq!(app.get("/assets/0000000000000000/js/main.js").await.status(), 404);
+    // A made-up method is refused as on the API: 405 with the route's Allow,
+    // without echoing the method and without asking for a token.
+    let made_up = format!("BREW{}", "X".repeat(2_000));
+    for path in ["/", "/docs", "/docs/openapi.yaml", assets[0].as_str()] {
+        for method in [made_up.as_str(), "POST", "DELETE"] {
+            let res = app
+                .client
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(path))
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.headers().get("allow").map(|v| v.to_str().unwrap()),
+                Some("GET, HEAD"),
+                "{path}"
+            );
+            let body = assert_problem(res, 405, "method_not_allowed").await;
+            assert!(!body.to_string().contains("XXXX"), "{path}: the method was echoed");
+        }
+    }
+    // Every asset counts under the one asset route; no file name is a label.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&tokens["prom"])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    crate::hardening::assert_closed_labels(&metrics);
+    for series in [
+        r#"{method="GET",route="/assets/{digest}/{path:.+}",status="200"}"#,
+        r#"{method="GET",route="/assets/{digest}/{path:.+}",status="404"}"#,
+        r#"{method="other",route="/docs",status="405"}"#,
+    ] {
+        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("leaflet") && !metrics.contains("main.js"),
+        "{metrics}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -148,3 +148,64 @@ pub fn rechained(export: &[u8], edit: impl FnOnce(&mut [serde_json::Value])) -> 
     let ndjson = events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
     (events, ndjson)
 }
+
+/// Events per append while building a large log.
+const BUILD_BATCH_EVENTS: usize = 1000;
+
+/// Fill the empty data dir `dir` with `events` events: the location `aleppo`,
+/// then reports on it, written through the ledger in full batches.
+pub async fn large_log(dir: &Path, events: usize) {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let ledger = sitrep::ledger::Ledger::open(&dir).unwrap();
+        let parse = |v: serde_json::Value| sitrep::domain::NewEvent::from_json(&v).unwrap();
+        let mut batch = vec![parse(crate::helpers::location("aleppo", None))];
+        for i in 1..events {
+            batch.push(parse(crate::helpers::dev(
+                "report",
+                "aleppo",
+                "2024-12-01T00:00:00Z",
+                serde_json::json!({ "summary": format!("report {i}") }),
+            )));
+            if batch.len() == BUILD_BATCH_EVENTS || i + 1 == events {
+                ledger
+                    .append_blocking(std::mem::take(&mut batch), true, "builder".into())
+                    .unwrap();
+            }
+        }
+        ledger.close();
+    })
+    .await
+    .unwrap();
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} is not in the metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+impl ServerProcess {
+    /// The current value of the unlabelled metric `name` (a server without tokens).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        metric(&text, name)
+    }
+
+    /// Poll the metric `name` until `done` holds for it (at most `limit`);
+    /// its last value.
+    pub async fn metric_until(&self, name: &str, limit: Duration, done: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.metric(name).await;
+            if done(v) || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

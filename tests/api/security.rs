@@ -353,3 +353,83 @@ async fn a_config_file_sets_defaults_and_healthcheck_reports() {
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown option 'colour'"), "{err}");
 }
+
+/// Read a live feed until it ends (true) or `limit` passes (false).
+async fn ends_within(res: &mut reqwest::Response, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, res.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_removed_by_sighup_loses_its_live_feeds_and_kept_ones_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tokens");
+    let t = tokens_file(&file, &[("alice", "reader"), ("bob", "reader"), ("rex", "reporter")]);
+    let (alice, bob, rex) = (&t[0], &t[1], &t[2]);
+    let server = ServerProcess::start(
+        &tmp.path().join("data"),
+        &["--demo", "--tokens", file.to_str().unwrap(), "--max-subscribers", "8"],
+    );
+    let c = client();
+    let feed = |token: &str| {
+        c.get(server.url("/v1/events/stream?after=32"))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut alices = vec![feed(alice).await.unwrap(), feed(alice).await.unwrap()];
+    assert!(alices.iter().all(|r| r.status() == 200));
+    // A principal holds at most a quarter of the slots; others still get theirs.
+    assert_problem(feed(alice).await.unwrap(), 503, "unavailable").await;
+    let mut bobs = feed(bob).await.unwrap();
+    assert_eq!(bobs.status(), 200);
+
+    let kept: String = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("alice "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, kept).unwrap();
+    server.signal("-HUP");
+    for res in &mut alices {
+        assert!(
+            ends_within(res, Duration::from_secs(20)).await,
+            "alice's feed ends once her token is gone: {}",
+            server.log()
+        );
+    }
+    assert_eq!(
+        status(c.get(server.url("/v1/events/stream")).bearer_auth(alice)).await,
+        401
+    );
+    // Bob's feed is still open and live.
+    let event = dev(
+        "report",
+        "aleppo",
+        "2024-12-03T00:00:00Z",
+        json!({"summary": "after the reload"}),
+    );
+    let res = c
+        .post(server.url("/v1/events"))
+        .bearer_auth(rex)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let mut text = String::new();
+    while !text.contains("id: 33") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), bobs.chunk())
+            .await
+            .expect("bob's feed delivers in time")
+            .unwrap()
+            .expect("bob's feed is open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}

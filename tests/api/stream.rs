@@ -203,3 +203,96 @@ async fn a_subscriber_that_never_reads_does_not_slow_appends_and_can_resume() {
     let mut resumed = Sse::open(&app, "", Some("400")).await;
     assert_eq!(resumed.ids(205).await, (401..=605).collect::<Vec<u64>>());
 }
+
+/// A live feed of a server process, opened with `query` (and a bearer token).
+async fn open_feed(server: &crate::process::ServerProcess, query: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(server.url(&format!("/v1/events/stream{query}")));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// How long the server may take to notice clients that left.
+const NOTICE: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn streams_closed_on_a_quiet_log_give_their_slots_back_without_an_append() {
+    use crate::process::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&tmp.path().join("data"), &["--demo", "--max-subscribers", "4"]);
+    let gauge = "sitrep_sse_subscribers";
+    // Three rounds of a full feed opened and dropped: more streams than slots.
+    for round in 0..3 {
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let res = open_feed(&server, "", None).await;
+            assert_eq!(res.status().as_u16(), 200, "round {round}");
+            open.push(res);
+        }
+        assert_problem(open_feed(&server, "", None).await, 503, "unavailable").await;
+        assert_eq!(server.metric(gauge).await, 4.0);
+        drop(open);
+        assert_eq!(
+            server.metric_until(gauge, NOTICE, |v| v == 0.0).await,
+            0.0,
+            "round {round}: the slots of clients that left come back on a quiet log"
+        );
+    }
+    assert_eq!(server.json("/healthz").await["seq"], 32, "nothing was appended");
+    let res = open_feed(&server, "?after=31", None).await;
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_filtered_catch_up_stops_when_its_clients_leave_and_an_unknown_location_costs_nothing() {
+    use crate::process::*;
+    let events = 60_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    large_log(&data, events).await;
+    let server = ServerProcess::start(&data, &[]);
+    let gauge = "sitrep_sse_subscribers";
+    let scanned = "sitrep_sse_catch_up_events_total";
+    // Every event is at aleppo and none is air support: these catch-ups read
+    // the whole log and send nothing.
+    let mut feeds = Vec::new();
+    for _ in 0..8 {
+        let res = open_feed(&server, "?location=aleppo&type=air_support_provided", None).await;
+        assert_eq!(res.status().as_u16(), 200);
+        feeds.push(res);
+    }
+    drop(feeds);
+    assert_eq!(
+        server.metric_until(gauge, NOTICE, |v| v == 0.0).await,
+        0.0,
+        "the subscribers that left are let go"
+    );
+    let after = server.metric(scanned).await;
+    assert!(
+        after < (8 * events) as f64,
+        "the catch-ups stopped before the end: {after}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.metric(scanned).await, after, "no catch-up works for nobody");
+
+    // A location nobody registered: the catch-up reads nothing, and the feed
+    // delivers the location's events once it exists.
+    let before = server.metric(scanned).await;
+    let mut sse = Sse {
+        res: open_feed(&server, "?location=nowhere", None).await,
+        buf: String::new(),
+    };
+    let client = reqwest::Client::new();
+    let mut seqs = Vec::new();
+    for e in [
+        location("nowhere", None),
+        dev("report", "nowhere", "2024-12-01T00:00:00Z", json!({"summary": "found"})),
+    ] {
+        let res = client.post(server.url("/v1/events")).json(&e).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+        seqs.push(res.json::<Value>().await.unwrap()["seq"].as_u64().unwrap());
+    }
+    assert_eq!(sse.ids(2).await, seqs);
+    assert_eq!(server.metric(scanned).await, before, "no stored event was read for it");
+}
