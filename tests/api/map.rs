@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sitrep::startup::{Application, Settings};
 
 use crate::helpers::{assert_problem, spawn_demo_app, spawn_with, tokens_in, TestApp};
+use crate::process::{tokens_file, ServerProcess};
 
 /// Longest wait for anything the page should show.
 const WAIT: Duration = Duration::from_secs(20);
@@ -447,7 +448,6 @@ impl Page {
 /// A demo server with tokens, in this process (the token box).
 struct Secured {
     address: String,
-    reader: String,
     handle: sitrep::startup::StopHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
     _tmp: tempfile::TempDir,
@@ -456,7 +456,7 @@ struct Secured {
 impl Secured {
     async fn spawn() -> Secured {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let (reader, hash) = sitrep::auth::new_token();
+        let (_, hash) = sitrep::auth::new_token();
         let path = tmp.path().join("tokens");
         std::fs::write(&path, format!("rita reader {hash}\n")).expect("tokens file");
         let mut settings = Settings::new(tmp.path().join("data"), "127.0.0.1:0");
@@ -469,7 +469,6 @@ impl Secured {
         let running = tokio::spawn(app.run_until_stopped());
         Secured {
             address,
-            reader,
             handle,
             running,
             _tmp: tmp,
@@ -514,9 +513,16 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 
-    // The token box: a server with tokens shows the page, asks for a token,
-    // and then reads and follows the log with it.
-    let secured = Secured::spawn().await;
+    // The token box: a server with tokens (the real binary, whose tokens a
+    // SIGHUP reloads) shows the page, asks for a token, and then reads and
+    // follows the log with it.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tokens = tmp.path().join("tokens");
+    let reader = tokens_file(&tokens, &[("rita", "reader"), ("ada", "admin")]).remove(0);
+    let secured = ServerProcess::start(
+        &tmp.path().join("data"),
+        &["--demo", "--tokens", tokens.to_str().unwrap()],
+    );
     page.client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
     page.client
         .goto(&format!("{}/#as_of=2024-11-30T12:00:00Z", secured.address))
@@ -533,7 +539,7 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
         .find(Locator::Css("#token-input"))
         .await
         .unwrap()
-        .send_keys(&secured.reader)
+        .send_keys(&reader)
         .await
         .unwrap();
     page.click("#token-save").await;
@@ -545,13 +551,30 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
     )
     .await;
     let url = page.client.current_url().await.unwrap();
-    assert!(
-        !url.as_str().contains(&secured.reader),
-        "the token is in the URL: {url}"
-    );
+    assert!(!url.as_str().contains(&reader), "the token is in the URL: {url}");
     let kept = page.js("return sessionStorage.getItem('sitrep.token');", vec![]).await;
-    assert_eq!(kept, json!(secured.reader));
-    // The 401 that made the page ask for a token is the only error allowed here.
+    assert_eq!(kept, json!(reader));
+    // The token is removed from the tokens file: its feed ends, and the page
+    // says so and asks for another token.
+    let kept: String = std::fs::read_to_string(&tokens)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("rita "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&tokens, kept).unwrap();
+    secured.signal("-HUP");
+    page.until(
+        "the token box once the token is removed",
+        "return document.querySelector('#token-dialog').open
+           && document.querySelector('#live').dataset.state === 'refused'
+           && document.querySelector('#token-input').value === ''
+           && document.querySelector('#token-why').textContent.includes('not accepted');",
+        vec![],
+    )
+    .await;
+    page.shot("token-removed").await;
+    // The 401s that made the page ask for a token are the only errors allowed here.
     let errors: Vec<String> = page
         .errors()
         .await
@@ -561,7 +584,7 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
     assert!(errors.is_empty(), "console errors with tokens: {errors:#?}");
 
     page.client.close().await.unwrap();
-    secured.stop().await;
+    drop(secured);
     app.stop().await;
 }
 

@@ -76,8 +76,9 @@ export async function* allEvents(after = 0, signal) {
 }
 
 // The live feed, read with fetch (EventSource cannot send a header). Calls
-// `onEvent(event)` for each stored event after `after`, `onState(state)` with
-// "live", "reconnecting" or "refused"; reconnects with the last seq seen.
+// `onEvent(event)` for each stored event after `after`, `onState(state, status)`
+// with "live", "reconnecting" or "refused" (with the HTTP status: the token is
+// missing, removed or may not read); reconnects with the last seq seen.
 // Returns a function that stops it.
 export function follow(after, onEvent, onState) {
   const stop = new AbortController();
@@ -92,7 +93,7 @@ export function follow(after, onEvent, onState) {
           cache: "no-store",
         });
         if (res.status === 401 || res.status === 403) {
-          onState("refused");
+          onState("refused", res.status);
           return;
         }
         if (!res.ok || !res.body) throw new Error(`feed answered ${res.status}`);

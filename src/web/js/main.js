@@ -218,22 +218,33 @@ function addToFeed(ev) {
     h("span", { class: "muted" }, ` · ${e.occurred_at ? when(e.occurred_at, e.occurred_precision) : "reference"} · seq ${e.seq}`))));
 }
 
-function setLive(s) {
+function setLive(s, status) {
   const el = $("#live");
   el.dataset.state = s;
   el.textContent = { live: "live", reconnecting: "reconnecting…", refused: "no feed", connecting: "connecting" }[s] ?? s;
+  // The feed's token stopped working (removed from the server's tokens while
+  // the page was open): what the map shows is no longer followed, so say so.
+  if (s === "refused") askToken({ status });
 }
 
 // ---------------------------------------------------------------------------
 // Token, banner, toast
 
+const KEPT = "It is kept in this tab only (session storage) and sent in the Authorization header, never in a URL.";
+
 function askToken(e) {
   const dlg = $("#token-dialog");
-  $("#token-why").textContent = e?.status === 403
-    ? "The token in use may not read this. Give one with the reader role or more. It is kept in this tab only and sent in the Authorization header, never in a URL."
-    : "This server asks for a bearer token. It is kept in this tab only (session storage) and sent in the Authorization header, never in a URL.";
-  banner("This server needs a token to read the log.", "Enter a token", () => askToken(e));
-  if (!dlg.open) dlg.showModal();
+  const why = e?.status === 403 ? "The token in use may not read this. Give one with the reader role or more."
+    : api.token() ? "The token in use is not accepted (it may have been removed from the server). Give another."
+      : "This server asks for a bearer token.";
+  $("#token-why").textContent = `${why} ${KEPT}`;
+  banner(api.token() ? "The token in use is not accepted: the map is not being updated."
+    : "This server needs a token to read the log.", "Enter a token", () => askToken(e));
+  if (!dlg.open) {
+    // Never offer back a token the server refused.
+    $("#token-input").value = "";
+    dlg.showModal();
+  }
 }
 
 function banner(text, action = null, onAction = null) {
