@@ -491,6 +491,7 @@ async fn a_person_can_read_replay_and_report_on_the_map() {
     let page = Page::open(&driver, &chromium, &app.address).await;
     read_and_replay(&page).await;
     report(&page, &app).await;
+    sources_casualties_and_retractions(&page, &app).await;
     // The docs render the spec the server embeds.
     page.goto("/docs").await;
     page.until(
@@ -846,6 +847,85 @@ async fn report(page: &Page, app: &TestApp) {
         json!(true)
     );
     page.shot("live").await;
+}
+
+async fn sources_casualties_and_retractions(page: &Page, app: &TestApp) {
+    let post = |body: Value| async move {
+        let (status, receipt) = app.post_json(&body).await;
+        assert_eq!(status, 201, "{receipt}");
+        receipt
+    };
+    // A graded source with a link behind a change of control.
+    post(
+        json!({"type": "control_established", "location": "aleppo-international-airport",
+                "occurred_at": "2024-12-02T00:00:00Z", "data": {"actor": "hts"},
+                "source": {"name": "Monitor desk", "kind": "monitor", "claimant": "hts",
+                           "reliability": "B", "credibility": 2,
+                           "url": "https://example.org/reports/airport"}}),
+    )
+    .await;
+    // Casualties, and a report that is then retracted.
+    post(
+        json!({"type": "casualties_reported", "location": "aleppo", "occurred_at": "2024-12-02T01:00:00Z",
+                "source": {"name": "Hospital count", "kind": "monitor"},
+                "data": {"killed": 12, "wounded": 30}}),
+    )
+    .await;
+    let rumour = post(
+        json!({"type": "report", "location": "aleppo", "occurred_at": "2024-12-02T02:00:00Z",
+                             "source": {"name": "Rumour", "kind": "other"},
+                             "data": {"summary": "The citadel changed hands"}}),
+    )
+    .await;
+    post(
+        json!({"type": "event_retracted", "location": "aleppo", "occurred_at": "2024-12-02T03:00:00Z",
+                "source": {"name": "Desk", "kind": "other"},
+                "data": {"event_id": rumour["id"], "reason": "no second source"}}),
+    )
+    .await;
+
+    page.goto("/#loc=aleppo-international-airport").await;
+    let source = page
+        .until(
+            "the graded source and its link",
+            "const s = document.querySelector('#panel .changed-by .source');
+             const a = s && s.querySelector('a');
+             return s && a && {text: s.textContent, grading: s.querySelector('abbr')?.textContent,
+                               href: a.getAttribute('href'), rel: a.getAttribute('rel')};",
+            vec![],
+        )
+        .await;
+    assert_eq!(source["grading"], json!("B2"), "{source}");
+    assert_eq!(source["href"], json!("https://example.org/reports/airport"));
+    assert!(source["rel"].as_str().unwrap().contains("noopener"), "{source}");
+    let text = source["text"].as_str().unwrap();
+    assert!(
+        text.contains("Monitor desk") && text.contains("claim by Hay'at Tahrir al-Sham"),
+        "{source}"
+    );
+
+    page.goto("/#loc=aleppo").await;
+    let panel = page
+        .until(
+            "the casualties and the retraction",
+            "const p = document.querySelector('#panel');
+             const del = p.querySelector('.history li.retracted del');
+             const killed = p.querySelector('[data-casualties=killed]');
+             return del && killed && {killed: killed.textContent,
+               wounded: p.querySelector('[data-casualties=wounded]').textContent,
+               struck: del.textContent,
+               note: p.querySelector('.history li.retracted .retraction-note').textContent};",
+            vec![],
+        )
+        .await;
+    assert_eq!(panel["killed"], json!("12"), "{panel}");
+    assert_eq!(panel["wounded"], json!("30"), "{panel}");
+    assert!(
+        panel["struck"].as_str().unwrap().contains("The citadel changed hands"),
+        "{panel}"
+    );
+    assert!(panel["note"].as_str().unwrap().contains("no second source"), "{panel}");
+    page.shot("panel-sources").await;
 }
 
 async fn phone(page: &Page) {
