@@ -953,6 +953,27 @@ async fn phone(page: &Page) {
     page.js("document.querySelector('#panel').scrollIntoView();", vec![])
         .await;
     page.shot("phone-panel").await;
+    // The reporter's form fits the phone too.
+    page.js("window.scrollTo(0, 0);", vec![]).await;
+    page.click("#report-open").await;
+    let form = page
+        .until(
+            "the form on a phone",
+            "const d = document.querySelector('#report');
+             const r = d.getBoundingClientRect();
+             return d.open && {left: r.left, right: r.right, w: document.documentElement.clientWidth,
+                               inner: d.scrollWidth <= d.clientWidth};",
+            vec![],
+        )
+        .await;
+    page.shot("phone-report").await;
+    assert!(
+        form["left"].as_f64().unwrap() >= 0.0
+            && form["right"].as_f64().unwrap() <= form["w"].as_f64().unwrap()
+            && form["inner"] == json!(true),
+        "the form does not fit a phone: {form}"
+    );
+    page.click("#report [data-close]").await;
 }
 
 // ---------------------------------------------------------------------------
