@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::domain::fact::Fact;
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::projection::Projection;
 use crate::store::{stores_node, Store, StoreError};
@@ -16,15 +17,15 @@ use crate::store::{stores_node, Store, StoreError};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeadView {
     pub seq: u64,
-    pub hash: String,
-    pub root: String,
+    pub hash: Hash,
+    pub root: Hash,
 }
 
 pub fn head_of(p: &Projection) -> HeadView {
     HeadView {
         seq: p.head_seq(),
-        hash: p.head_hash().to_owned(),
-        root: hex::encode(p.merkle_root()),
+        hash: p.head_hash(),
+        root: Hash::from_bytes(p.merkle_root()),
     }
 }
 
@@ -63,9 +64,11 @@ impl std::str::FromStr for Expectation {
     fn from_str(s: &str) -> Result<Self, String> {
         let (size, root) = s.split_once(':').ok_or("expected SEQ:ROOT, e.g. 32:9f86d0…")?;
         let size = size.parse::<u64>().map_err(|_| format!("'{size}' is not a seq"))?;
-        let mut r = [0u8; 32];
-        hex::decode_to_slice(root, &mut r).map_err(|_| format!("'{root}' is not 64 hex digits"))?;
-        Ok(Expectation { size, root: r })
+        let root: Hash = root.to_ascii_lowercase().parse()?;
+        Ok(Expectation {
+            size,
+            root: *root.as_bytes(),
+        })
     }
 }
 
@@ -91,7 +94,7 @@ fn verify_chain_until(
     cancel: &AtomicBool,
 ) -> Result<Option<VerifyReport>, StoreError> {
     let mut checked = 0u64;
-    let mut last_hash = GENESIS_HASH.to_owned();
+    let mut last_hash = GENESIS_HASH;
     let mut tree = MerkleFrontier::default();
     let mut projection = Projection::default();
     let bad = |checked, seq, reason: String| {
@@ -144,10 +147,7 @@ fn verify_chain_until(
             Ok(_) => return bad(checked, event.seq, "the stored fact is not the event's".into()),
             Err(reason) => return bad(checked, event.seq, reason),
         }
-        let mut leaf = [0u8; 32];
-        if hex::decode_to_slice(&event.hash, &mut leaf).is_err() {
-            return bad(checked, event.seq, "hash is not 64 hex digits".into());
-        }
+        let leaf = *event.hash.as_bytes();
         // The stored Merkle nodes must be the ones the events make.
         for (node, hash) in tree.push(&leaf).into_iter().filter(|(n, _)| stores_node(*n)) {
             match store.node(node) {
@@ -198,7 +198,7 @@ fn verify_chain_until(
         head: HeadView {
             seq: checked,
             hash: last_hash,
-            root: hex::encode(tree.root()),
+            root: Hash::from_bytes(tree.root()),
         },
     }))
 }

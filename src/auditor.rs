@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 
 use crate::audit::{ConsistencyProof, Expectation, HeadView, InclusionProof};
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{event_hash, verify_consistency, verify_inclusion};
 use crate::domain::StoredEvent;
 
@@ -20,9 +21,8 @@ pub struct Auditor {
 }
 
 fn hash32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).with_context(|| format!("{what} is not 64 hex digits: {s}"))?;
-    Ok(out)
+    let hash: Hash = s.parse().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(*hash.as_bytes())
 }
 
 fn hashes(v: &[String], what: &str) -> anyhow::Result<Vec<[u8; 32]>> {
@@ -63,7 +63,7 @@ impl Auditor {
                 head.seq
             );
         }
-        let head_root = hash32(&head.root, "the head's root")?;
+        let head_root = *head.root.as_bytes();
         if saved.size == 0 {
             return Ok(head);
         }
@@ -104,7 +104,7 @@ impl Auditor {
                 let head = self.head()?;
                 Expectation {
                     size: head.seq,
-                    root: hash32(&head.root, "the head's root")?,
+                    root: *head.root.as_bytes(),
                 }
             }
         };
@@ -128,7 +128,7 @@ impl Auditor {
         }
         let p: InclusionProof = self.get(&format!("/v1/audit/proof/inclusion?seq={seq}&tree_size={}", tree.size))?;
         let path = hashes(&p.audit_path, "a proof hash")?;
-        let leaf = hash32(&recomputed, "the event hash")?;
+        let leaf = *recomputed.as_bytes();
         if p.leaf_index != seq - 1 || !verify_inclusion(seq - 1, tree.size, &leaf, &path, &tree.root) {
             bail!(
                 "the inclusion proof of event {seq} in the tree of {} does not verify",

@@ -133,10 +133,10 @@ impl Tokens {
                 )));
             }
             let role = role.parse::<Role>().map_err(err)?;
-            let mut h = [0u8; 32];
-            if hash.len() != 64 || hex::decode_to_slice(hash.to_ascii_lowercase(), &mut h).is_err() {
-                return Err(err("the hash must be 64 hex digits (sha256 of the token)".into()));
-            }
+            let h = match hash.to_ascii_lowercase().parse::<crate::domain::hash::Hash>() {
+                Ok(h) => *h.as_bytes(),
+                Err(_) => return Err(err("the hash must be 64 hex digits (sha256 of the token)".into())),
+            };
             entries.push(Entry {
                 principal: principal.to_owned(),
                 role,

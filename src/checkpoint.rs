@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::hash::Hash;
 use crate::projection::Projection;
 
-/// Bump when the projection's layout or meaning changes.
-const FORMAT: u32 = 2;
+/// Bump when the projection's layout or meaning changes. A checkpoint of
+/// another format is not decoded further (its layout is not this one's): the
+/// projection is folded from the log instead.
+const FORMAT: u32 = 3;
 const FILE_NAME: &str = "projection.checkpoint";
 
 fn path(dir: &Path) -> PathBuf {
@@ -56,7 +59,7 @@ impl<R: Read> Read for Hashing<R> {
 /// The checkpoint in `dir`, if there is a sound one: (seq, hash, projection).
 /// Read as a stream, so the file is never held in memory beside the projection
 /// it decodes to; the digest is checked once the whole body has been read.
-pub fn load(dir: &Path) -> Result<Option<(u64, String, Projection)>, String> {
+pub fn load(dir: &Path) -> Result<Option<(u64, Hash, Projection)>, String> {
     let file = match File::open(path(dir)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -72,15 +75,16 @@ pub fn load(dir: &Path) -> Result<Option<(u64, String, Projection)>, String> {
             hasher: Sha256::new(),
         },
     );
-    let decoded: Result<(u32, u64, String, Projection), _> = bincode::deserialize_from(&mut body);
+    let format: u32 = bincode::deserialize_from(&mut body).map_err(|e| e.to_string())?;
+    if format != FORMAT {
+        return Err(format!("format {format}, not {FORMAT}"));
+    }
+    let decoded: Result<(u64, Hash, Projection), _> = bincode::deserialize_from(&mut body);
     // Whatever is left belongs to the digest too.
     std::io::copy(&mut body, &mut std::io::sink()).map_err(|e| e.to_string())?;
     if body.into_inner().hasher.finalize()[..] != digest {
         return Err("its digest does not match".into());
     }
-    let (format, seq, hash, projection) = decoded.map_err(|e| e.to_string())?;
-    if format != FORMAT {
-        return Err(format!("format {format}, not {FORMAT}"));
-    }
+    let (seq, hash, projection) = decoded.map_err(|e| e.to_string())?;
     Ok(Some((seq, hash, projection)))
 }

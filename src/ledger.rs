@@ -17,15 +17,17 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::domain::event::{NewEvent, Receipt, StoredEvent, StreamRef};
+use crate::domain::event::{ActorAmended, EventData, LocationAmended, NewEvent, Receipt, StoredEvent, StreamRef};
 use crate::domain::fact::Fact;
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{canonical_digest, canonical_event, check_link, MerkleFrontier, GENESIS_HASH};
 use crate::domain::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::domain::rules::{self, Catalog, KnownEvent};
+use crate::domain::time::UtcTime;
 use crate::domain::{Problem, Slug};
 use crate::projection::Projection;
 use crate::store::{Staged, Store, StoreError};
@@ -241,14 +243,14 @@ impl Ledger {
         let mut projection = Projection::default();
         let mut tree = MerkleFrontier::default();
         let mut chunk: Vec<Staged> = Vec::new();
-        let mut prev = GENESIS_HASH.to_owned();
+        let mut prev = GENESIS_HASH;
         let mut count = 0;
         for (n, item) in events.enumerate() {
             let event = item.map_err(|e| LedgerError::Import(format!("line {}: {e}", n + 1)))?;
             let seq = n as u64 + 1;
             let canonical = check_link(&event, seq, &prev).map_err(|reason| LedgerError::Invalid { seq, reason })?;
             let parsed = check_and_apply(&mut projection, &event)?;
-            prev = event.hash.clone();
+            prev = event.hash;
             let fact = Fact::of(event.id, event.version, &parsed);
             let nodes = tree.push(&leaf_of(&event));
             chunk.push(Staged {
@@ -274,11 +276,9 @@ impl Drop for Ledger {
     }
 }
 
-/// The Merkle leaf of an event: its hash's 32 bytes (checked to be hex before).
+/// The Merkle leaf of an event: its hash's 32 bytes.
 fn leaf_of(event: &StoredEvent) -> [u8; 32] {
-    let mut leaf = [0u8; 32];
-    hex::decode_to_slice(&event.hash, &mut leaf).expect("hashes are checked before they are leaves");
-    leaf
+    *event.hash.as_bytes()
 }
 
 /// Re-parse a stored event, hold it to the domain rules, and apply it.
@@ -305,7 +305,7 @@ pub fn restore(store: &Store) -> Result<(Projection, u64), LedgerError> {
                 seq <= store.head().seq && (seq == 0 || store.get(seq).ok().flatten().is_some_and(|e| e.hash == hash));
             if matches {
                 let from = seq;
-                let p = replay(store, projection, seq + 1, &hash)?;
+                let p = replay(store, projection, seq + 1, hash)?;
                 let folded = p.head_seq() - from;
                 tracing::info!(checkpoint_seq = from, folded, "projection restored from its checkpoint");
                 return Ok((p, folded));
@@ -341,13 +341,9 @@ fn replay(
     store: &Store,
     mut projection: Projection,
     from_seq: u64,
-    prev_hash: &str,
+    prev_hash: Hash,
 ) -> Result<Projection, LedgerError> {
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(prev_hash, &mut prev).map_err(|e| LedgerError::Invalid {
-        seq: from_seq.saturating_sub(1),
-        reason: format!("hash is not 64 hex digits: {e}"),
-    })?;
+    let mut prev = prev_hash;
     projection.begin_bulk();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<crate::store::Record>, StoreError>>(8);
     std::thread::scope(|scope| -> Result<(), LedgerError> {
@@ -356,17 +352,17 @@ fn replay(
             for item in store.records(from_seq) {
                 let checked = item.and_then(|r| {
                     r.check_hash()?;
-                    if r.prev_hash() != &prev {
+                    if r.prev_hash() != prev {
                         return Err(StoreError::Corrupt {
                             seq: r.seq(),
                             reason: format!(
                                 "prev_hash {} does not match the hash of seq {}",
-                                hex::encode(r.prev_hash()),
+                                r.prev_hash(),
                                 r.seq() - 1
                             ),
                         });
                     }
-                    prev = *r.hash();
+                    prev = r.hash();
                     Ok(r)
                 });
                 match checked {
@@ -434,6 +430,8 @@ struct Overlay {
     versions: HashMap<StreamRef, u64>,
     events: HashMap<Uuid, PendingEvent>,
     retracted: HashSet<Uuid>,
+    /// Staged parents of locations and `member_of` of actors (`None`: none).
+    links: HashMap<StreamRef, Option<Slug>>,
 }
 
 #[derive(Clone)]
@@ -450,6 +448,7 @@ impl Overlay {
         self.versions.extend(other.versions);
         self.events.extend(other.events);
         self.retracted.extend(other.retracted);
+        self.links.extend(other.links);
     }
 }
 
@@ -471,6 +470,10 @@ impl Layered<'_> {
 
     fn pending(&self, id: &Uuid) -> Option<&PendingEvent> {
         self.layers().into_iter().find_map(|l| l.events.get(id))
+    }
+
+    fn staged_link(&self, stream: StreamRef) -> Option<Option<Slug>> {
+        self.layers().into_iter().find_map(|l| l.links.get(&stream).cloned())
     }
 }
 
@@ -499,6 +502,16 @@ impl Catalog for Layered<'_> {
         };
         known.retracted |= self.retracted(id);
         Some(known)
+    }
+
+    fn location_parent(&self, id: &Slug) -> Option<Slug> {
+        self.staged_link(StreamRef::Location(id.clone()))
+            .unwrap_or_else(|| self.base.location_parent(id))
+    }
+
+    fn actor_member_of(&self, id: &Slug) -> Option<Slug> {
+        self.staged_link(StreamRef::Actor(id.clone()))
+            .unwrap_or_else(|| self.base.actor_member_of(id))
     }
 }
 
@@ -539,8 +552,7 @@ impl Writer {
             .read()
             .expect("projection lock")
             .last_recorded_at()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
+            .map(|t| t.at());
         Writer {
             store,
             projection,
@@ -612,7 +624,7 @@ impl Writer {
             let base = self.projection.read().expect("projection lock");
             let mut overlay = Overlay::default();
             let mut head_seq = base.head_seq();
-            let mut head_hash = base.head_hash().to_owned();
+            let mut head_hash = base.head_hash();
             let mut tree = base.tree().clone();
             for Request {
                 events,
@@ -646,10 +658,10 @@ impl Writer {
                         tree = tree_before;
                         if let Some(last) = staged.last() {
                             head_seq = last.event.seq;
-                            head_hash = last.event.hash.clone();
+                            head_hash = last.event.hash;
                         } else {
                             head_seq = base.head_seq();
-                            head_hash = base.head_hash().to_owned();
+                            head_hash = base.head_hash();
                         }
                     }
                 }
@@ -696,9 +708,7 @@ impl Writer {
                     }
                 }
                 if let Some(last) = staged.last() {
-                    self.last_recorded_at = DateTime::parse_from_rfc3339(&last.event.recorded_at)
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc));
+                    self.last_recorded_at = Some(last.event.recorded_at.at());
                 }
             }
             Err(e) => {
@@ -734,7 +744,7 @@ impl Writer {
         principal: &str,
         staged: &mut Vec<Staged>,
         head_seq: &mut u64,
-        head_hash: &mut String,
+        head_hash: &mut Hash,
         tree: &mut MerkleFrontier,
     ) -> Plan {
         let in_item = |p: Problem, i: usize| if batch { p.in_batch_item(i) } else { p };
@@ -808,7 +818,7 @@ impl Writer {
             Some(last) if last > now => last,
             _ => now,
         };
-        let recorded_at = recorded.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let recorded_at = UtcTime::recorded(recorded);
         for (i, e) in events.iter().enumerate() {
             let view = Layered { base, group, request };
             if let Err(p) = rules::check(e, &view) {
@@ -830,23 +840,31 @@ impl Writer {
                     StreamRef::Actor(a) => Some(a.clone()),
                     StreamRef::Location(_) => None,
                 },
-                occurred_at: e.occurred_at.as_ref().map(crate::domain::event::format_time),
-                recorded_at: recorded_at.clone(),
+                occurred_at: e.occurred_at.map(UtcTime::occurred),
+                occurred_precision: e.occurred_precision,
+                place_precision: e.place_precision,
+                recorded_at,
                 recorded_by: principal.to_owned(),
                 source: e.source.clone(),
                 data: e.data.to_value(),
                 version,
-                prev_hash: head_hash.clone(),
-                hash: String::new(),
+                prev_hash: *head_hash,
+                hash: Hash::GENESIS,
             };
             let canonical = canonical_event(&event);
-            event.hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical));
-            // As served: the canonical JSON plus its `hash` member.
-            let size = canonical.len() + r#","hash":""#.len() + event.hash.len();
+            event.hash = Hash::of(&canonical);
+            // As served: the canonical JSON plus its `hash` member (64 hex digits).
+            let size = canonical.len() + r#","hash":""#.len() + 64;
             if size > MAX_EVENT_BYTES {
+                // A shape is what makes a registration large: name it.
+                let field = if event.data.get("geometry").is_some() {
+                    "data.geometry"
+                } else {
+                    ""
+                };
                 return refuse(in_item(
                     Problem::invalid(
-                        "",
+                        field,
                         format!("the stored event would be {size} bytes; the limit is {MAX_EVENT_BYTES}"),
                     ),
                     i,
@@ -854,9 +872,22 @@ impl Writer {
             }
             let fact = Fact::of(id, version, e);
             *head_seq = event.seq;
-            *head_hash = event.hash.clone();
+            *head_hash = event.hash;
             request.versions.insert(e.stream.clone(), version);
-            if let crate::domain::EventData::EventRetracted(r) = &e.data {
+            match &e.data {
+                EventData::LocationRegistered(d) => {
+                    request.links.insert(e.stream.clone(), d.parent.clone());
+                }
+                EventData::ActorRegistered(d) => {
+                    request.links.insert(e.stream.clone(), d.member_of.clone());
+                }
+                EventData::LocationAmended(LocationAmended { parent: Some(p), .. })
+                | EventData::ActorAmended(ActorAmended { member_of: Some(p), .. }) => {
+                    request.links.insert(e.stream.clone(), Some(p.clone()));
+                }
+                _ => {}
+            }
+            if let EventData::EventRetracted(r) = &e.data {
                 request.retracted.insert(r.event_id);
             }
             request.events.insert(

@@ -14,11 +14,12 @@ struct ActorList {
 }
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(req.query_string(), &["as_of", "at_seq"])?;
+    let q = Query::parse(req.query_string(), &["as_of", "at_seq", "q"])?;
+    let search = q.search()?;
     let p = state.ledger.read();
     let point = q.point(&p)?;
     let body = ActorList {
-        actors: p.actor_views(point),
+        actors: p.actor_views(point, search.as_deref()),
     };
     drop(p);
     Ok(HttpResponse::Ok().json(body))

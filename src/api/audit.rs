@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::audit::head_of;
 
 pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -20,7 +20,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .verifier
         .verify(&state.ledger)
         .await
-        .map_err(|e| ApiError::new("unavailable", e))?;
+        .map_err(|e| ApiError::new(Code::Unavailable, e))?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -41,7 +41,7 @@ pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     let ledger = state.ledger.clone();
     let proof = web::block(move || crate::audit::inclusion(ledger.store(), head, seq, tree_size))
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))?
         .map_err(|e| {
             proof_error(
                 if seq == 0 || seq > tree_size {
@@ -65,7 +65,7 @@ pub async fn consistency(req: HttpRequest, state: web::Data<AppState>) -> Result
     let ledger = state.ledger.clone();
     let proof = web::block(move || crate::audit::consistency(ledger.store(), head, first, second))
         .await
-        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))?
         .map_err(|e| {
             proof_error(
                 if second == 0 || second > head {

@@ -16,7 +16,7 @@ use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, ResponseError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{configure, request_id, ApiError, AppState, MAX_URI_BYTES};
+use super::{configure, request_id, ApiError, AppState, Code, MAX_URI_BYTES};
 use crate::startup::{
     CLIENT_DISCONNECT_TIMEOUT, CLIENT_REQUEST_TIMEOUT, KEEP_ALIVE, MAX_CONNECTIONS_PER_WORKER, SHUTDOWN_TIMEOUT,
 };
@@ -159,12 +159,12 @@ fn bare_error(buf: &[u8]) -> Option<(usize, u16)> {
 fn rewrite(status: u16, long_target: bool) -> Option<Vec<u8>> {
     let err = match status {
         400 | 431 if long_target => ApiError::new(
-            "uri_too_long",
+            Code::UriTooLong,
             format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
         ),
-        400 => ApiError::new("malformed_request", "the request is not well-formed HTTP/1.1"),
-        431 => ApiError::new("header_too_large", "the request head is too large"),
-        408 => ApiError::new("request_timeout", "the request head did not arrive in time"),
+        400 => ApiError::new(Code::MalformedRequest, "the request is not well-formed HTTP/1.1"),
+        431 => ApiError::new(Code::HeaderTooLarge, "the request head is too large"),
+        408 => ApiError::new(Code::RequestTimeout, "the request head did not arrive in time"),
         _ => return None,
     };
     let status = err.status_code();

@@ -9,51 +9,84 @@ use serde::Serialize;
 use crate::domain::{FieldError, Problem};
 use crate::ledger::AppendError;
 
-/// Every stable error code, with its HTTP status and title.
-const CODES: &[(&str, u16, &str)] = &[
-    ("malformed_request", 400, "Malformed request"),
-    ("malformed_json", 400, "Malformed JSON"),
-    ("invalid_parameter", 400, "Invalid query parameter"),
-    ("validation_failed", 422, "Validation failed"),
-    ("unknown_location", 422, "Unknown location"),
-    ("unknown_actor", 422, "Unknown actor"),
-    ("unknown_event", 422, "Unknown event"),
-    ("version_conflict", 409, "Version conflict"),
-    ("id_conflict", 409, "Event id conflict"),
-    ("already_registered", 409, "Already registered"),
-    ("already_retracted", 409, "Already retracted"),
-    ("not_found", 404, "Not found"),
-    ("unauthorized", 401, "Unauthorized"),
-    ("forbidden", 403, "Forbidden"),
-    ("rate_limited", 429, "Too many requests"),
-    ("method_not_allowed", 405, "Method not allowed"),
-    ("request_timeout", 408, "Request timeout"),
-    ("payload_too_large", 413, "Payload too large"),
-    ("uri_too_long", 414, "URI too long"),
-    ("unsupported_media_type", 415, "Unsupported media type"),
-    ("header_too_large", 431, "Request header fields too large"),
-    ("unavailable", 503, "Service unavailable"),
-];
+/// One table of every stable error code: its variant, its wire name, its
+/// HTTP status and its title.
+macro_rules! codes {
+    ($($variant:ident = ($name:literal, $status:literal, $title:literal),)*) => {
+        /// A stable error code, as clients match on it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Code {
+            $($variant,)*
+        }
 
-fn lookup(code: &str) -> (StatusCode, &'static str) {
-    let (_, status, title) = CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .expect("every code used is in the table");
-    (StatusCode::from_u16(*status).expect("valid status"), title)
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            /// The name on the wire (`code` of the problem).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let status = match self {
+                    $(Code::$variant => $status,)*
+                };
+                StatusCode::from_u16(status).expect("every status in the table is valid")
+            }
+
+            pub const fn title(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $title,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    MalformedRequest = ("malformed_request", 400, "Malformed request"),
+    MalformedJson = ("malformed_json", 400, "Malformed JSON"),
+    InvalidParameter = ("invalid_parameter", 400, "Invalid query parameter"),
+    ValidationFailed = ("validation_failed", 422, "Validation failed"),
+    UnknownLocation = ("unknown_location", 422, "Unknown location"),
+    UnknownActor = ("unknown_actor", 422, "Unknown actor"),
+    UnknownEvent = ("unknown_event", 422, "Unknown event"),
+    VersionConflict = ("version_conflict", 409, "Version conflict"),
+    IdConflict = ("id_conflict", 409, "Event id conflict"),
+    AlreadyRegistered = ("already_registered", 409, "Already registered"),
+    AlreadyRetracted = ("already_retracted", 409, "Already retracted"),
+    NotFound = ("not_found", 404, "Not found"),
+    Unauthorized = ("unauthorized", 401, "Unauthorized"),
+    Forbidden = ("forbidden", 403, "Forbidden"),
+    RateLimited = ("rate_limited", 429, "Too many requests"),
+    MethodNotAllowed = ("method_not_allowed", 405, "Method not allowed"),
+    RequestTimeout = ("request_timeout", 408, "Request timeout"),
+    PayloadTooLarge = ("payload_too_large", 413, "Payload too large"),
+    UriTooLong = ("uri_too_long", 414, "URI too long"),
+    UnsupportedMediaType = ("unsupported_media_type", 415, "Unsupported media type"),
+    HeaderTooLarge = ("header_too_large", 431, "Request header fields too large"),
+    Unavailable = ("unavailable", 503, "Service unavailable"),
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An error answered as problem+json.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(code: Code, detail: impl Into<String>) -> ApiError {
         ApiError {
             code,
             detail: detail.into(),
@@ -63,20 +96,20 @@ impl ApiError {
     }
 
     pub fn invalid_parameter(name: &str, message: impl std::fmt::Display) -> ApiError {
-        let mut e = ApiError::new("invalid_parameter", format!("query parameter '{name}' {message}"));
+        let mut e = ApiError::new(Code::InvalidParameter, format!("query parameter '{name}' {message}"));
         e.errors = vec![FieldError::new(name, message.to_string())];
         e
     }
 
     /// A request header that is not valid, answered like a bad query parameter.
     pub fn invalid_header(name: &str, message: impl std::fmt::Display) -> ApiError {
-        let mut e = ApiError::new("invalid_parameter", format!("header '{name}' {message}"));
+        let mut e = ApiError::new(Code::InvalidParameter, format!("header '{name}' {message}"));
         e.errors = vec![FieldError::new(name, message.to_string())];
         e
     }
 
     pub fn not_found(what: impl Into<String>) -> ApiError {
-        ApiError::new("not_found", what)
+        ApiError::new(Code::NotFound, what)
     }
 
     fn with(mut self, key: &'static str, value: impl Serialize) -> ApiError {
@@ -94,12 +127,12 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        lookup(self.code).0
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if self.code == "request_timeout" {
+        if self.code == Code::RequestTimeout {
             // The rest of the body is never read: the connection cannot carry another request.
             res.force_close();
         }
@@ -110,13 +143,13 @@ impl ResponseError for ApiError {
 impl ApiError {
     /// The RFC 9457 body.
     pub fn problem_json(&self) -> Vec<u8> {
-        let (status, title) = lookup(self.code);
+        let (status, title) = (self.code.status(), self.code.title());
         let mut problem =
             HttpApiProblem::new(http_api_problem::StatusCode::from_u16(status.as_u16()).expect("valid status"))
                 .type_url(format!("urn:sitrep:problem:{}", self.code))
                 .title(title)
                 .detail(self.detail.clone())
-                .value("code", &self.code);
+                .value("code", &self.code.as_str());
         if !self.errors.is_empty() {
             problem.set_value("errors", &self.errors);
         }
@@ -145,14 +178,14 @@ impl From<Problem> for ApiError {
             other => other.to_string(),
         };
         let code = match &p {
-            Problem::Validation(_) => "validation_failed",
-            Problem::UnknownLocation { .. } => "unknown_location",
-            Problem::UnknownActor { .. } => "unknown_actor",
-            Problem::UnknownEvent { .. } => "unknown_event",
-            Problem::VersionConflict { .. } => "version_conflict",
-            Problem::IdConflict { .. } => "id_conflict",
-            Problem::AlreadyRegistered { .. } => "already_registered",
-            Problem::AlreadyRetracted { .. } => "already_retracted",
+            Problem::Validation(_) => Code::ValidationFailed,
+            Problem::UnknownLocation { .. } => Code::UnknownLocation,
+            Problem::UnknownActor { .. } => Code::UnknownActor,
+            Problem::UnknownEvent { .. } => Code::UnknownEvent,
+            Problem::VersionConflict { .. } => Code::VersionConflict,
+            Problem::IdConflict { .. } => Code::IdConflict,
+            Problem::AlreadyRegistered { .. } => Code::AlreadyRegistered,
+            Problem::AlreadyRetracted { .. } => Code::AlreadyRetracted,
         };
         let mut e = ApiError::new(code, detail);
         e.errors = errors;
@@ -167,7 +200,7 @@ impl From<AppendError> for ApiError {
     fn from(e: AppendError) -> ApiError {
         match e {
             AppendError::Rejected(p) => p.into(),
-            AppendError::Unavailable(m) => ApiError::new("unavailable", format!("{m}; nothing was written")),
+            AppendError::Unavailable(m) => ApiError::new(Code::Unavailable, format!("{m}; nothing was written")),
         }
     }
 }
@@ -177,11 +210,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_has_one_status() {
+    fn every_code_has_one_name_and_an_error_status() {
         let mut seen = std::collections::HashSet::new();
-        for (code, status, _) in CODES {
-            assert!(seen.insert(code), "{code} twice");
-            assert!((400..600).contains(status));
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert!((400..600).contains(&code.status().as_u16()));
         }
     }
 }

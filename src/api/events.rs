@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::json;
 use crate::domain::limits::{DEFAULT_PAGE_EVENTS, MAX_BATCH_EVENTS, MAX_PAGE_EVENTS};
@@ -22,7 +22,7 @@ const MAX_SCAN_EVENTS: usize = 10 * MAX_PAGE_EVENTS;
 
 pub(super) fn storage(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "storage read failed");
-    ApiError::new("unavailable", e.to_string())
+    ApiError::new(Code::Unavailable, e.to_string())
 }
 
 fn is_json(req: &HttpRequest) -> bool {
@@ -51,7 +51,7 @@ async fn read_body(
     let started = tokio::time::Instant::now();
     let too_large = || {
         ApiError::new(
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
     };
@@ -71,7 +71,7 @@ async fn read_body(
         let next = tokio::time::timeout_at(started + timeout + earned, payload.next()).await;
         let Some(chunk) = next.map_err(|_| {
             ApiError::new(
-                "request_timeout",
+                Code::RequestTimeout,
                 format!(
                     "the request body did not arrive in time ({} s, plus 1 s for every {MIN_BODY_BYTES_PER_SECOND} bytes received); nothing was written",
                     timeout.as_secs_f64()
@@ -81,8 +81,8 @@ async fn read_body(
         else {
             break;
         };
-        let chunk =
-            chunk.map_err(|e| ApiError::new("malformed_json", format!("the request body could not be read: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(Code::MalformedJson, format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -94,7 +94,7 @@ async fn read_body(
 /// Parse a posted body: one event object, or an array of 1 to 1000.
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, bool), ApiError> {
     let value = json::parse(body).map_err(|e| match e {
-        json::JsonError::Malformed(m) => ApiError::new("malformed_json", format!("the body is {m}")),
+        json::JsonError::Malformed(m) => ApiError::new(Code::MalformedJson, format!("the body is {m}")),
         json::JsonError::Inexact { field, message } => Problem::invalid(field, message).into(),
     })?;
     match value {
@@ -132,7 +132,7 @@ pub async fn append(
     Query::parse(req.query_string(), &[])?;
     if !is_json(&req) {
         return Err(ApiError::new(
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "the body must be application/json",
         ));
     }
@@ -155,7 +155,7 @@ pub async fn append(
     let label = match &outcome {
         Ok((Appended::Created(_), _)) => "created",
         Ok((Appended::Retried(_), _)) => "retried",
-        Err(e) if e.code == "unavailable" => "unavailable",
+        Err(e) if e.code == Code::Unavailable => "unavailable",
         Err(_) => "refused",
     };
     metrics::APPEND_REQUESTS.with_label_values(&[label]).inc();
@@ -280,7 +280,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         })
     })
     .await
-    .map_err(|e| ApiError::new("unavailable", e.to_string()))??;
+    .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
     Ok(HttpResponse::Ok().json(page))
 }
 

@@ -16,7 +16,7 @@ use actix_web::{web, HttpMessage, ResponseError};
 use governor::clock::{Clock, DefaultClock};
 use governor::{NotUntil, Quota};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::auth::{Need, Principal, Role, Tokens};
 
 /// The principal of a server running without tokens.
@@ -77,7 +77,7 @@ fn refuse_unauthenticated<B>(
             return refuse(
                 req,
                 ApiError::new(
-                    "rate_limited",
+                    Code::RateLimited,
                     format!("too many refused requests from this address; retry in {secs} s"),
                 ),
                 Some((RETRY_AFTER, secs.to_string())),
@@ -138,7 +138,7 @@ pub async fn guard(
                     req,
                     &state,
                     ApiError::new(
-                        "unauthorized",
+                        Code::Unauthorized,
                         "a bearer token is required (Authorization: Bearer <token>)",
                     ),
                     "Bearer realm=\"sitrep\"",
@@ -149,7 +149,7 @@ pub async fn guard(
                 return Ok(refuse_unauthenticated(
                     req,
                     &state,
-                    ApiError::new("unauthorized", "the bearer token is not valid"),
+                    ApiError::new(Code::Unauthorized, "the bearer token is not valid"),
                     "Bearer realm=\"sitrep\", error=\"invalid_token\"",
                 ));
             };
@@ -164,7 +164,7 @@ pub async fn guard(
         };
         return Ok(refuse(
             req,
-            ApiError::new("forbidden", format!("role {} may not {what}", principal.role)),
+            ApiError::new(Code::Forbidden, format!("role {} may not {what}", principal.role)),
             None,
         ));
     }
@@ -174,7 +174,7 @@ pub async fn guard(
             return Ok(refuse(
                 req,
                 ApiError::new(
-                    "rate_limited",
+                    Code::RateLimited,
                     format!("too many requests from {}; retry in {secs} s", principal.name),
                 ),
                 Some((RETRY_AFTER, secs.to_string())),

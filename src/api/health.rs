@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 
 #[derive(Serialize)]
 struct Health {
@@ -18,7 +18,7 @@ pub async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     Query::parse(req.query_string(), &[])?;
     if let Some(fault) = state.ledger.fault() {
         return Err(ApiError::new(
-            "unavailable",
+            Code::Unavailable,
             format!("storage fault: {fault}; appends are refused until the server is restarted with the fault fixed"),
         ));
     }

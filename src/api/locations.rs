@@ -1,11 +1,12 @@
 //! `GET /v1/locations`, `GET /v1/locations/{id}`, `GET /v1/locations/{id}/events`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
 use serde::Serialize;
 
 use super::events::storage;
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::domain::event::LocationKind;
 use crate::domain::{Slug, StoredEvent};
 use crate::projection::view::LocationFilter;
@@ -30,7 +31,7 @@ fn path_slug(raw: &str) -> Result<Slug, ApiError> {
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = Query::parse(
         req.query_string(),
-        &["as_of", "at_seq", "kind", "parent", "controller", "status"],
+        &["as_of", "at_seq", "kind", "parent", "controller", "status", "q"],
     )?;
     let status =
         match q.str("status") {
@@ -44,11 +45,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         parent: q.slug("parent")?,
         controller: q.slug("controller")?,
         status,
+        q: q.search()?,
     };
     let p = state.ledger.read();
     let point = q.point(&p)?;
     let body = LocationList {
-        locations: p.location_views(point, &filter),
+        locations: p.location_views(point, &filter, Utc::now()),
     };
     drop(p);
     Ok(HttpResponse::Ok().json(body))
@@ -63,7 +65,7 @@ pub async fn one(
     let id = path_slug(&path)?;
     let p = state.ledger.read();
     let point = q.point(&p)?;
-    let view = p.location_view(&id, point);
+    let view = p.location_view(&id, point, Utc::now());
     drop(p);
     match view {
         Some(v) => Ok(HttpResponse::Ok().json(v)),
@@ -97,18 +99,17 @@ pub async fn history(
         }
     };
     let ledger = state.ledger.clone();
-    let events = web::block(move || -> Result<Vec<StoredEvent>, ApiError> {
-        seqs.iter()
-            .map(|s| {
-                ledger
-                    .store()
-                    .get(*s)
-                    .map_err(storage)?
-                    .ok_or_else(|| ApiError::new("unavailable", format!("event seq {s} is indexed but missing")))
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::new("unavailable", e.to_string()))??;
+    let events =
+        web::block(move || -> Result<Vec<StoredEvent>, ApiError> {
+            seqs.iter()
+                .map(|s| {
+                    ledger.store().get(*s).map_err(storage)?.ok_or_else(|| {
+                        ApiError::new(Code::Unavailable, format!("event seq {s} is indexed but missing"))
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))??;
     Ok(HttpResponse::Ok().json(History { events }))
 }

@@ -25,7 +25,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::ledger::Ledger;
 pub use edge::serve;
-pub use error::ApiError;
+pub use error::{ApiError, Code};
 pub use stream::Subscribers;
 
 /// What every handler can reach.
@@ -160,7 +160,7 @@ fn not_allowed(req: &HttpRequest) -> HttpResponse {
         .collect();
     let method = method_label(req.method()).unwrap_or("this method");
     let mut res = actix_web::ResponseError::error_response(&ApiError::new(
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("{method} is not allowed on {}", req.path()),
     ));
     if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
@@ -187,7 +187,7 @@ pub async fn request_id(
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     let mut res = if uri_bytes > MAX_URI_BYTES {
         let refusal = ApiError::new(
-            "uri_too_long",
+            Code::UriTooLong,
             format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
         );
         req.into_response(refusal.error_response()).map_into_right_body()

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::ApiError;
+use super::{ApiError, Code};
 use crate::domain::event::parse_time;
 use crate::domain::Slug;
 use crate::projection::{Point, Projection};
@@ -16,7 +16,7 @@ pub struct Query(HashMap<String, String>);
 impl Query {
     pub fn parse(raw: &str, allowed: &[&str]) -> Result<Query, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-            .map_err(|e| ApiError::new("invalid_parameter", format!("the query string does not parse: {e}")))?;
+            .map_err(|e| ApiError::new(Code::InvalidParameter, format!("the query string does not parse: {e}")))?;
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if !allowed.contains(&k.as_str()) {
@@ -63,6 +63,20 @@ impl Query {
         self.str(name)
             .map(|v| Slug::parse(v).map_err(|m| ApiError::invalid_parameter(name, m)))
             .transpose()
+    }
+
+    /// `q`, a search text: not blank, at most a name's length.
+    pub fn search(&self) -> Result<Option<String>, ApiError> {
+        use crate::domain::limits::MAX_NAME_CHARS;
+        match self.str("q") {
+            None => Ok(None),
+            Some(q) if q.trim().is_empty() => Err(ApiError::invalid_parameter("q", "must not be empty")),
+            Some(q) if q.chars().count() > MAX_NAME_CHARS => Err(ApiError::invalid_parameter(
+                "q",
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            )),
+            Some(q) => Ok(Some(q.trim().to_owned())),
+        }
     }
 
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::guard::Auth;
 use super::query::Query;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::{EventType, Slug, StoredEvent};
 use crate::ledger::Ledger;
@@ -126,14 +126,14 @@ impl Subscribers {
         let mut held = self.held.lock().expect("subscribers lock");
         if held.total >= self.limit {
             return Err(ApiError::new(
-                "unavailable",
+                Code::Unavailable,
                 format!("the feed already has {} subscribers", self.limit),
             ));
         }
         let mine = held.by_principal.get(principal).copied().unwrap_or(0);
         if let Some(share) = self.per_principal.filter(|share| mine >= *share) {
             return Err(ApiError::new(
-                "unavailable",
+                Code::Unavailable,
                 format!(
                     "{principal} already holds {share} live feeds, its share of the server's {}",
                     self.limit

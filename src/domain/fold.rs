@@ -8,7 +8,59 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::event::TimePrecision;
 use super::json::MAX_EXACT_INTEGER;
+
+/// A number with its bounds: the best estimate and the range it lies in.
+/// `high` is `None` when the range is unbounded above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub best: u64,
+    pub low: u64,
+    pub high: Option<u64>,
+}
+
+impl Default for Estimate {
+    fn default() -> Self {
+        Estimate {
+            best: 0,
+            low: 0,
+            high: Some(0),
+        }
+    }
+}
+
+impl Estimate {
+    /// One report's figure by the contract's rule: low = `*_low`, else the best
+    /// estimate, else 0; high = `*_high`, else the best estimate, else 0 when
+    /// no `*_low` is given either, else unbounded. An absent best counts as 0.
+    pub fn of(low: Option<u64>, best: Option<u64>, high: Option<u64>) -> Estimate {
+        Estimate {
+            best: best.unwrap_or(0),
+            low: low.or(best).unwrap_or(0),
+            high: match (high.or(best), low) {
+                (Some(h), _) => Some(h),
+                (None, None) => Some(0),
+                (None, Some(_)) => None,
+            },
+        }
+    }
+}
+
+/// The sum of two estimates; unbounded above if either is. Sums saturate
+/// where JSON integers stop being exact for every reader.
+impl std::ops::Add for Estimate {
+    type Output = Estimate;
+
+    fn add(self, other: Estimate) -> Estimate {
+        let add = |a: u64, b: u64| a.saturating_add(b).min(MAX_EXACT_INTEGER);
+        Estimate {
+            best: add(self.best, other.best),
+            low: add(self.low, other.low),
+            high: self.high.zip(other.high).map(|(a, b)| add(a, b)),
+        }
+    }
+}
 
 /// What a development does to a location, with actors as keys of type `K`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +79,8 @@ pub enum Effect<K> {
     Close,
     /// `facility_reopened`
     Reopen,
-    /// `casualties_reported`, absent numbers as 0
-    Casualties { killed: u64, wounded: u64 },
+    /// `casualties_reported`, by `Estimate::of`
+    Casualties { killed: Estimate, wounded: Estimate },
     /// history only (`report`, `air_support_provided`)
     Nothing,
 }
@@ -65,6 +117,8 @@ pub struct Development<K> {
     pub id: Uuid,
     /// Its source names a claimant.
     pub claimed: bool,
+    /// How precisely `occurred_at` is known.
+    pub precision: TimePrecision,
     pub effect: Effect<K>,
 }
 
@@ -87,12 +141,14 @@ pub enum Control<K> {
 pub struct Status<K: Ord> {
     pub present: BTreeSet<K>,
     pub since: Option<DateTime<Utc>>,
+    /// The time precision of the development that last changed control.
+    pub since_precision: Option<TimePrecision>,
     pub changed_by: Option<Uuid>,
     /// Whether the development that last changed control was a claim.
     pub claimed: Option<bool>,
     pub operational: Option<Operational>,
-    pub killed: u64,
-    pub wounded: u64,
+    pub killed: Estimate,
+    pub wounded: Estimate,
     pub casualty_reports: u64,
 }
 
@@ -101,11 +157,12 @@ impl<K: Ord> Default for Status<K> {
         Status {
             present: BTreeSet::new(),
             since: None,
+            since_precision: None,
             changed_by: None,
             claimed: None,
             operational: None,
-            killed: 0,
-            wounded: 0,
+            killed: Estimate::default(),
+            wounded: Estimate::default(),
             casualty_reports: 0,
         }
     }
@@ -119,6 +176,12 @@ impl<K: Ord + Copy> Status<K> {
             (Some(k), None) => Control::Controlled(*k),
             _ => Control::Contested,
         }
+    }
+
+    /// Whether the development that last changed control is settled at `now`:
+    /// `now` lies past its time window. `None` before any change.
+    pub fn settled(&self, now: DateTime<Utc>) -> Option<bool> {
+        Some(self.since_precision?.settled(self.since?, now))
     }
 
     /// Apply one development (the next in `(occurred_at, seq)` order).
@@ -143,16 +206,15 @@ impl<K: Ord + Copy> Status<K> {
             Effect::Close => self.operational = Some(Operational::Closed),
             Effect::Reopen => self.operational = Some(Operational::Open),
             Effect::Casualties { killed, wounded } => {
-                // Sums saturate where JSON integers stop being exact for every reader.
-                let add = |sum: u64, n: u64| sum.saturating_add(n).min(MAX_EXACT_INTEGER);
-                self.killed = add(self.killed, *killed);
-                self.wounded = add(self.wounded, *wounded);
+                self.killed = self.killed + *killed;
+                self.wounded = self.wounded + *wounded;
                 self.casualty_reports += 1;
             }
             Effect::Nothing => {}
         }
         if self.control() != before {
             self.since = Some(d.occurred_at);
+            self.since_precision = Some(d.precision);
             self.changed_by = Some(d.id);
             self.claimed = Some(d.claimed);
         }
@@ -186,7 +248,15 @@ mod tests {
             occurred_at: at(day, 0),
             id: Uuid::from_u128(seq as u128),
             claimed,
+            precision: TimePrecision::Instant,
             effect,
+        }
+    }
+
+    fn casualties(killed: u64, wounded: u64) -> Effect<u32> {
+        Effect::Casualties {
+            killed: Estimate::of(None, Some(killed), None),
+            wounded: Estimate::of(None, Some(wounded), None),
         }
     }
 
@@ -271,23 +341,140 @@ mod tests {
     fn facility_state_follows_the_latest_report_and_casualties_sum() {
         let s = fold(&[
             dev(1, 27, false, Effect::Close),
-            dev(2, 28, false, Effect::Casualties { killed: 3, wounded: 0 }),
+            dev(2, 28, false, casualties(3, 0)),
             dev(3, 29, false, Effect::Reopen),
-            dev(4, 30, false, Effect::Casualties { killed: 2, wounded: 5 }),
+            dev(4, 30, false, casualties(2, 5)),
         ]);
         assert_eq!(s.operational, Some(Operational::Open));
-        assert_eq!((s.killed, s.wounded, s.casualty_reports), (5, 5, 2));
+        assert_eq!((s.killed.best, s.wounded.best, s.casualty_reports), (5, 5, 2));
+        assert_eq!((s.killed.low, s.killed.high), (5, Some(5)));
         assert_eq!(s.control(), Control::Unknown);
+    }
+
+    #[test]
+    fn given_bounds_then_each_report_contributes_by_the_contract_rule() {
+        // low = *_low, else best, else 0; high = *_high, else best, else 0
+        // without a *_low, else unbounded.
+        assert_eq!(
+            Estimate::of(None, None, None),
+            Estimate {
+                best: 0,
+                low: 0,
+                high: Some(0)
+            }
+        );
+        assert_eq!(
+            Estimate::of(None, Some(7), None),
+            Estimate {
+                best: 7,
+                low: 7,
+                high: Some(7)
+            }
+        );
+        assert_eq!(
+            Estimate::of(Some(12), None, None),
+            Estimate {
+                best: 0,
+                low: 12,
+                high: None
+            }
+        );
+        assert_eq!(
+            Estimate::of(Some(12), Some(20), None),
+            Estimate {
+                best: 20,
+                low: 12,
+                high: Some(20)
+            }
+        );
+        assert_eq!(
+            Estimate::of(None, None, Some(30)),
+            Estimate {
+                best: 0,
+                low: 0,
+                high: Some(30)
+            }
+        );
+        assert_eq!(
+            Estimate::of(Some(1), Some(2), Some(3)),
+            Estimate {
+                best: 2,
+                low: 1,
+                high: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn given_an_unbounded_report_when_summed_then_the_high_sum_is_unbounded() {
+        let bounded = Effect::Casualties {
+            killed: Estimate::of(Some(2), Some(3), Some(9)),
+            wounded: Estimate::of(None, Some(4), None),
+        };
+        let dozens = Effect::Casualties {
+            killed: Estimate::of(Some(24), None, None),
+            wounded: Estimate::default(),
+        };
+        let s = fold(&[dev(1, 27, false, bounded.clone())]);
+        assert_eq!(
+            s.killed,
+            Estimate {
+                best: 3,
+                low: 2,
+                high: Some(9)
+            }
+        );
+        let s = fold(&[dev(1, 27, false, bounded), dev(2, 28, false, dozens)]);
+        assert_eq!(
+            s.killed,
+            Estimate {
+                best: 3,
+                low: 26,
+                high: None
+            }
+        );
+        assert_eq!(
+            s.wounded,
+            Estimate {
+                best: 4,
+                low: 4,
+                high: Some(4)
+            }
+        );
+        assert_eq!(s.casualty_reports, 2);
+    }
+
+    #[test]
+    fn given_a_day_precise_change_then_since_precision_is_day_and_settled_follows_the_clock() {
+        let mut d = dev(1, 30, false, Effect::Establish(HTS));
+        d.precision = TimePrecision::Day;
+        let s = fold(&[d]);
+        assert_eq!(s.since_precision, Some(TimePrecision::Day));
+        assert_eq!(s.settled(at(30, 12)), Some(false));
+        assert_eq!(s.settled(at(30, 0) + chrono::Days::new(1)), Some(true));
+        let later = fold(&[
+            dev(1, 29, false, Effect::Establish(HTS)),
+            dev(2, 30, false, Effect::Nothing),
+        ]);
+        assert_eq!(later.since_precision, Some(TimePrecision::Instant));
+        assert_eq!(
+            later.settled(at(29, 0)),
+            Some(true),
+            "an instant is settled once counted"
+        );
+        assert_eq!(fold::<u32>(&[]).settled(at(30, 0)), None);
     }
 
     #[test]
     fn casualty_sums_stay_integers_every_json_parser_reads_exactly() {
         let most = MAX_EXACT_INTEGER;
         let report = Effect::Casualties {
-            killed: most,
-            wounded: 1,
+            killed: Estimate::of(None, Some(most), None),
+            wounded: Estimate::of(Some(1), Some(1), Some(most)),
         };
         let s = fold(&[dev(1, 27, false, report.clone()), dev(2, 28, false, report)]);
-        assert_eq!((s.killed, s.wounded, s.casualty_reports), (most, 2, 2));
+        assert_eq!((s.killed.best, s.killed.low, s.killed.high), (most, most, Some(most)));
+        assert_eq!((s.wounded.best, s.wounded.low, s.wounded.high), (2, 2, Some(most)));
+        assert_eq!(s.casualty_reports, 2);
     }
 }

@@ -5,9 +5,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::event::StoredEvent;
+use super::hash::Hash;
 
 /// `prev_hash` of the first event.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS_HASH: Hash = Hash::GENESIS;
 
 /// SHA-256 of the RFC 8785 canonical JSON of `value`.
 pub fn canonical_digest(value: &Value) -> [u8; 32] {
@@ -24,18 +25,18 @@ pub fn canonical_event(event: &StoredEvent) -> Vec<u8> {
     super::jcs::to_vec(&value)
 }
 
-/// The hash of a stored event: lowercase hex SHA-256 of `canonical_event`.
-pub fn event_hash(event: &StoredEvent) -> String {
-    hex::encode(Sha256::digest(canonical_event(event)))
+/// The hash of a stored event: the SHA-256 of `canonical_event`.
+pub fn event_hash(event: &StoredEvent) -> Hash {
+    Hash::of(&canonical_event(event))
 }
 
 /// Why a stored event breaks the chain; if it does not, its canonical bytes
 /// (`canonical_event`), which its hash was checked against.
-pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &str) -> Result<Vec<u8>, String> {
+pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &Hash) -> Result<Vec<u8>, String> {
     if event.seq != expected_seq {
         return Err(format!("expected seq {expected_seq}, found seq {}", event.seq));
     }
-    if event.prev_hash != expected_prev {
+    if event.prev_hash != *expected_prev {
         return Err(format!(
             "prev_hash {} does not match the hash of seq {} ({expected_prev})",
             event.prev_hash,
@@ -43,7 +44,7 @@ pub fn check_link(event: &StoredEvent, expected_seq: u64, expected_prev: &str) -
         ));
     }
     let canonical = canonical_event(event);
-    let actual = hex::encode(Sha256::digest(&canonical));
+    let actual = Hash::of(&canonical);
     if event.hash != actual {
         return Err(format!(
             "stored hash {} does not match the recomputed hash {actual}",

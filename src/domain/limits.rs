@@ -20,7 +20,9 @@ pub const MAX_SUMMARY_CHARS: usize = 16 * 1024;
 pub const MAX_REASON_CHARS: usize = 2000;
 /// Longest source URL.
 pub const MAX_URL_CHARS: usize = 2000;
-/// Most aliases of one actor.
+/// Most names (by language) of one location or actor.
+pub const MAX_NAMES: usize = 64;
+/// Most aliases of one location or actor.
 pub const MAX_ALIASES: usize = 32;
 /// Most actors named by one `clashes_reported`.
 pub const MAX_CLASH_ACTORS: usize = 32;

@@ -6,16 +6,25 @@
 //! module). The store and the projection call into this layer; it calls
 //! nothing above it.
 
+pub mod data;
+pub mod envelope;
 pub mod event;
 pub mod fact;
 pub mod fold;
+pub mod hash;
 pub mod ids;
 pub mod integrity;
 pub mod jcs;
 pub mod json;
 pub mod limits;
+pub mod precision;
+pub mod reference;
 pub mod rules;
+pub mod source;
+pub mod stored;
+pub mod time;
 pub mod validation;
+pub mod vocabulary;
 
 #[cfg(test)]
 mod fuzz_tests;

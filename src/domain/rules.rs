@@ -24,6 +24,25 @@ pub trait Catalog {
     /// Number of events in the stream; 0 when it is not registered.
     fn stream_version(&self, stream: &StreamRef) -> u64;
     fn known_event(&self, id: &Uuid) -> Option<KnownEvent>;
+    /// The current parent of a registered location.
+    fn location_parent(&self, id: &Slug) -> Option<Slug>;
+    /// The current `member_of` of a registered actor.
+    fn actor_member_of(&self, id: &Slug) -> Option<Slug>;
+}
+
+/// Does following `up` from `start` reach `own`? Registered links form a
+/// forest, so the walk ends; `limit` bounds it all the same.
+fn chain_reaches(start: &Slug, own: &Slug, up: impl Fn(&Slug) -> Option<Slug>) -> bool {
+    const LIMIT: usize = 100_000;
+    let mut cur = Some(start.clone());
+    for _ in 0..LIMIT {
+        match cur {
+            None => return false,
+            Some(c) if &c == own => return true,
+            Some(c) => cur = up(&c),
+        }
+    }
+    true
 }
 
 /// Check `event` against the log's state. Idempotency (a known `id`) is decided
@@ -39,9 +58,15 @@ pub fn check(event: &NewEvent, catalog: &impl Catalog) -> Result<(), Problem> {
             });
         }
     } else if version == 0 {
-        return Err(Problem::UnknownLocation {
-            field: "location".into(),
-            id: stream.id().to_string(),
+        return Err(match stream {
+            StreamRef::Location(id) => Problem::UnknownLocation {
+                field: "location".into(),
+                id: id.to_string(),
+            },
+            StreamRef::Actor(id) => Problem::UnknownActor {
+                field: "actor".into(),
+                id: id.to_string(),
+            },
         });
     }
     if let Some(expected) = event.expected_version {
@@ -54,15 +79,41 @@ pub fn check(event: &NewEvent, catalog: &impl Catalog) -> Result<(), Problem> {
             });
         }
     }
-    if let EventData::LocationRegistered(d) = &event.data {
-        if let Some(parent) = &d.parent {
-            // A parent must exist before its child and parents never change, so a
-            // registered parent can never close a cycle.
-            if !catalog.location_registered(parent) {
-                return Err(Problem::UnknownLocation {
-                    field: "data.parent".into(),
-                    id: parent.to_string(),
-                });
+    let parent = match &event.data {
+        EventData::LocationRegistered(d) => d.parent.as_ref(),
+        EventData::LocationAmended(d) => d.parent.as_ref(),
+        _ => None,
+    };
+    if let Some(parent) = parent {
+        if !catalog.location_registered(parent) {
+            return Err(Problem::UnknownLocation {
+                field: "data.parent".into(),
+                id: parent.to_string(),
+            });
+        }
+        // A registration's parent exists before its child, so only an
+        // amendment can close a cycle: the new parent is the location or one
+        // of its descendants.
+        if event.event_type.is_amendment() && chain_reaches(parent, stream.id(), |l| catalog.location_parent(l)) {
+            return Err(Problem::invalid(
+                "data.parent",
+                format!(
+                    "'{parent}' is '{}' or lies within it: the hierarchy would have a cycle",
+                    stream.id()
+                ),
+            ));
+        }
+    }
+    if let EventData::ActorAmended(d) = &event.data {
+        if let Some(m) = &d.member_of {
+            if catalog.actor_registered(m) && chain_reaches(m, stream.id(), |a| catalog.actor_member_of(a)) {
+                return Err(Problem::invalid(
+                    "data.member_of",
+                    format!(
+                        "'{m}' is '{}' or a member of it: membership would have a cycle",
+                        stream.id()
+                    ),
+                ));
             }
         }
     }
@@ -89,7 +140,7 @@ pub fn check(event: &NewEvent, catalog: &impl Catalog) -> Result<(), Problem> {
                 id: r.event_id,
             });
         };
-        if target.event_type.is_registration() || target.event_type == EventType::EventRetracted {
+        if target.event_type.is_reference() || target.event_type == EventType::EventRetracted {
             return Err(Problem::invalid(
                 "data.event_id",
                 format!("a {} cannot be retracted", target.event_type),
@@ -128,6 +179,7 @@ mod tests {
         actors: HashSet<String>,
         versions: HashMap<String, u64>,
         events: HashMap<Uuid, KnownEvent>,
+        parents: HashMap<String, String>,
     }
 
     impl Catalog for Given {
@@ -143,6 +195,12 @@ mod tests {
         }
         fn known_event(&self, id: &Uuid) -> Option<KnownEvent> {
             self.events.get(id).cloned()
+        }
+        fn location_parent(&self, id: &Slug) -> Option<Slug> {
+            self.parents.get(id.as_str()).map(|p| Slug::parse(p).unwrap())
+        }
+        fn actor_member_of(&self, id: &Slug) -> Option<Slug> {
+            self.parents.get(id.as_str()).map(|p| Slug::parse(p).unwrap())
         }
     }
 
@@ -287,5 +345,60 @@ mod tests {
                 Err(Problem::Validation(_))
             ));
         }
+    }
+
+    #[test]
+    fn given_a_hierarchy_when_an_amendment_would_close_a_cycle_then_it_is_refused() {
+        let mut world = aleppo_world();
+        for (child, parent) in [("aleppo-south", "aleppo"), ("al-ramouseh", "aleppo-south")] {
+            world.locations.insert(child.into());
+            world.versions.insert(format!("location:{child}"), 1);
+            world.parents.insert(child.into(), parent.into());
+        }
+        let amend = |loc: &str, parent: &str| {
+            when(json!({"type": "location_amended", "location": loc, "data": {"parent": parent}}))
+        };
+        let refused = check(&amend("aleppo", "al-ramouseh"), &world);
+        assert!(
+            matches!(&refused, Err(Problem::Validation(e)) if e[0].field == "data.parent"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            check(&amend("al-ramouseh", "aleppo"), &world),
+            Ok(()),
+            "moving up is fine"
+        );
+        assert!(matches!(
+            check(&amend("aleppo", "nowhere"), &world),
+            Err(Problem::UnknownLocation { field, .. }) if field == "data.parent"
+        ));
+    }
+
+    #[test]
+    fn given_membership_when_an_amendment_would_close_a_cycle_then_it_is_refused() {
+        let mut world = aleppo_world();
+        world.parents.insert("saa".into(), "hts".into());
+        let e = when(json!({"type": "actor_amended", "actor": "hts", "data": {"member_of": "saa"}}));
+        assert!(matches!(check(&e, &world), Err(Problem::Validation(e)) if e[0].field == "data.member_of"));
+    }
+
+    #[test]
+    fn an_amendment_needs_its_stream_and_cannot_be_retracted() {
+        let mut world = aleppo_world();
+        let e = when(json!({"type": "location_amended", "location": "idlib", "data": {"name": "Idlib"}}));
+        assert!(matches!(check(&e, &world), Err(Problem::UnknownLocation { field, .. }) if field == "location"));
+        let e = when(json!({"type": "actor_amended", "actor": "ypg", "data": {"name": "YPG"}}));
+        assert!(matches!(check(&e, &world), Err(Problem::UnknownActor { field, .. }) if field == "actor"));
+        world.events.insert(
+            Uuid::from_u128(9),
+            KnownEvent {
+                event_type: EventType::LocationAmended,
+                location: Some(Slug::parse("aleppo").unwrap()),
+                retracted: false,
+            },
+        );
+        assert!(
+            matches!(check(&retraction("aleppo", 9), &world), Err(Problem::Validation(e)) if e[0].field == "data.event_id")
+        );
     }
 }

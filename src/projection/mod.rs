@@ -18,11 +18,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::event::{ActorKind, LocationKind, NewEvent, StoredEvent, StreamRef};
-use crate::domain::fact::{Change, Fact};
+use crate::domain::event::{NewEvent, StoredEvent, StreamRef};
+use crate::domain::fact::{ActorRef, Change, Fact, LocationRef};
 use crate::domain::fold::{fold, Control, Development, Status};
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{MerkleFrontier, GENESIS_HASH};
 use crate::domain::rules::{Catalog, KnownEvent};
+use crate::domain::time::UtcTime;
 use crate::domain::{EventType, Slug};
 
 pub use view::{ActorView, CasualtiesView, ControlView, LocationView, SubdivisionsView};
@@ -56,16 +58,37 @@ struct Entry {
     retracted_at: Option<NonZeroU64>,
 }
 
+/// A location's reference data from `seq` (its registration or an amendment) on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocationVersion {
+    pub seq: u64,
+    pub data: LocationRef,
+    pub parent: Option<LocationIx>,
+}
+
+/// An actor's reference data from `seq` on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActorVersion {
+    pub seq: u64,
+    pub data: ActorRef,
+    pub member_of: Option<ActorIx>,
+}
+
+/// The version in force at `point`: the last one whose seq it sees (the
+/// registration when the stream is visible at all).
+fn version_at<T>(versions: &[T], seq_of: impl Fn(&T) -> u64, point: Point) -> &T {
+    let n = versions.partition_point(|v| point.sees_seq(seq_of(v)));
+    &versions[n.saturating_sub(1)]
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocationState {
     pub id: Slug,
-    pub name: String,
-    pub kind: LocationKind,
-    pub parent: Option<LocationIx>,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
+    /// Reference data: the registration, then each amendment, by seq.
+    versions: Vec<LocationVersion>,
     /// Seqs of the stream's events (registration first), ascending.
     seqs: Vec<u64>,
+    /// Every location that has had this one as its parent at some seq.
     children: Vec<LocationIx>,
     /// Developments sorted by `(occurred_at, seq)`.
     history: Vec<Entry>,
@@ -74,18 +97,37 @@ pub struct LocationState {
     live: Status<ActorIx>,
 }
 
+impl LocationState {
+    /// Reference data at `point`.
+    pub fn at(&self, point: Point) -> &LocationVersion {
+        version_at(&self.versions, |v| v.seq, point)
+    }
+
+    fn current(&self) -> &LocationVersion {
+        self.versions.last().expect("a location has its registration")
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ActorState {
     pub id: Slug,
-    pub name: String,
-    pub kind: ActorKind,
-    pub aliases: Vec<String>,
-    pub member_of: Option<ActorIx>,
+    /// Reference data: the registration, then each amendment, by seq.
+    versions: Vec<ActorVersion>,
     seqs: Vec<u64>,
     /// Seqs of the events that name this actor: its registration and any data member.
     mentions: Vec<u64>,
     controls: BTreeSet<LocationIx>,
     present_in: BTreeSet<LocationIx>,
+}
+
+impl ActorState {
+    pub fn at(&self, point: Point) -> &ActorVersion {
+        version_at(&self.versions, |v| v.seq, point)
+    }
+
+    fn current(&self) -> &ActorVersion {
+        self.versions.last().expect("an actor has its registration")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -101,9 +143,9 @@ struct EventEntry {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Projection {
     head_seq: u64,
-    head_hash: String,
+    head_hash: Hash,
     merkle: MerkleFrontier,
-    last_recorded_at: Option<String>,
+    last_recorded_at: Option<UtcTime>,
     actors: Vec<ActorState>,
     actor_ix: HashMap<Slug, ActorIx>,
     locations: Vec<LocationState>,
@@ -122,7 +164,7 @@ impl Default for Projection {
     fn default() -> Self {
         Projection {
             head_seq: 0,
-            head_hash: GENESIS_HASH.to_owned(),
+            head_hash: GENESIS_HASH,
             merkle: MerkleFrontier::default(),
             last_recorded_at: None,
             actors: Vec::new(),
@@ -149,8 +191,8 @@ impl Projection {
         self.head_seq
     }
 
-    pub fn head_hash(&self) -> &str {
-        &self.head_hash
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
     }
 
     pub fn merkle_root(&self) -> [u8; 32] {
@@ -167,8 +209,8 @@ impl Projection {
         self.merkle = tree;
     }
 
-    pub fn last_recorded_at(&self) -> Option<&str> {
-        self.last_recorded_at.as_deref()
+    pub fn last_recorded_at(&self) -> Option<UtcTime> {
+        self.last_recorded_at
     }
 
     pub fn location_ix(&self, id: &Slug) -> Option<LocationIx> {
@@ -194,9 +236,9 @@ impl Projection {
 
     /// The hash and `recorded_at` of the event at the head, which `apply_fact`
     /// leaves to the caller (a bulk fold sets them once, at the end).
-    pub fn set_head(&mut self, hash: &str, recorded_at: &str) {
-        hash.clone_into(&mut self.head_hash);
-        self.last_recorded_at = Some(recorded_at.to_owned());
+    pub fn set_head(&mut self, hash: &Hash, recorded_at: &UtcTime) {
+        self.head_hash = *hash;
+        self.last_recorded_at = Some(*recorded_at);
     }
 
     /// Fold many events at once (start-up): developments are appended to their
@@ -232,29 +274,22 @@ impl Projection {
         }
         let mut location = None;
         match (&fact.stream, &fact.change) {
-            (
-                StreamRef::Actor(id),
-                Change::RegisterActor {
-                    name,
-                    kind,
-                    aliases,
-                    member_of,
-                },
-            ) => {
+            (StreamRef::Actor(id), Change::RegisterActor(data)) => {
                 if self.actor_ix.contains_key(id) {
                     return Err(fail(format!("actor '{id}' registered twice")));
                 }
-                let member_of = match member_of {
+                let member_of = match &data.member_of {
                     Some(m) => Some(self.actor(m).ok_or_else(|| fail(format!("unknown actor '{m}'")))?),
                     None => None,
                 };
                 let ix = self.actors.len() as ActorIx;
                 self.actors.push(ActorState {
                     id: id.clone(),
-                    name: name.clone(),
-                    kind: *kind,
-                    aliases: aliases.clone(),
-                    member_of,
+                    versions: vec![ActorVersion {
+                        seq,
+                        data: (**data).clone(),
+                        member_of,
+                    }],
                     seqs: vec![seq],
                     mentions: vec![seq],
                     controls: BTreeSet::new(),
@@ -265,20 +300,55 @@ impl Projection {
                     self.actors[m as usize].mentions.push(seq);
                 }
             }
-            (
-                StreamRef::Location(id),
-                Change::RegisterLocation {
-                    name,
-                    kind,
-                    parent,
-                    lat,
-                    lon,
-                },
-            ) => {
+            (StreamRef::Actor(id), Change::AmendActor(patch)) => {
+                let ix = self.actor(id).ok_or_else(|| fail(format!("unknown actor '{id}'")))?;
+                let data = self.actors[ix as usize].current().data.amended(patch);
+                let member_of = match &data.member_of {
+                    Some(m) => Some(self.actor(m).ok_or_else(|| fail(format!("unknown actor '{m}'")))?),
+                    None => None,
+                };
+                if patch.member_of.is_some() && self.actor_chain_reaches(member_of, ix) {
+                    return Err(fail(format!("member_of would make a cycle through '{id}'")));
+                }
+                let actor = &mut self.actors[ix as usize];
+                actor.versions.push(ActorVersion { seq, data, member_of });
+                actor.seqs.push(seq);
+                actor.mentions.push(seq);
+                if let (Some(m), Some(_)) = (member_of, &patch.member_of) {
+                    self.actors[m as usize].mentions.push(seq);
+                }
+            }
+            (StreamRef::Location(id), Change::AmendLocation(patch)) => {
+                let ix = self
+                    .location(id)
+                    .ok_or_else(|| fail(format!("unknown location '{id}'")))?;
+                let data = self.locations[ix as usize].current().data.amended(patch);
+                let parent = match &data.parent {
+                    Some(p) => Some(
+                        self.location(p)
+                            .ok_or_else(|| fail(format!("unknown location '{p}'")))?,
+                    ),
+                    None => None,
+                };
+                if patch.parent.is_some() && self.location_chain_reaches(parent, ix) {
+                    return Err(fail(format!("the parent would make a cycle through '{id}'")));
+                }
+                let loc = &mut self.locations[ix as usize];
+                loc.versions.push(LocationVersion { seq, data, parent });
+                loc.seqs.push(seq);
+                if let Some(p) = parent {
+                    let siblings = &mut self.locations[p as usize].children;
+                    if !siblings.contains(&ix) {
+                        siblings.push(ix);
+                    }
+                }
+                location = Some(ix);
+            }
+            (StreamRef::Location(id), Change::RegisterLocation(data)) => {
                 if self.location_ix.contains_key(id) {
                     return Err(fail(format!("location '{id}' registered twice")));
                 }
-                let parent = match parent {
+                let parent = match &data.parent {
                     Some(p) => Some(
                         self.location(p)
                             .ok_or_else(|| fail(format!("unknown location '{p}'")))?,
@@ -288,11 +358,11 @@ impl Projection {
                 let ix = self.locations.len() as LocationIx;
                 self.locations.push(LocationState {
                     id: id.clone(),
-                    name: name.clone(),
-                    kind: *kind,
-                    parent,
-                    lat: *lat,
-                    lon: *lon,
+                    versions: vec![LocationVersion {
+                        seq,
+                        data: (**data).clone(),
+                        parent,
+                    }],
                     seqs: vec![seq],
                     children: Vec::new(),
                     history: Vec::new(),
@@ -328,7 +398,10 @@ impl Projection {
                             .events
                             .get_mut(target_id)
                             .ok_or_else(|| fail(format!("unknown event {target_id}")))?;
-                        if target.retracted_at.is_some() || target.location != Some(ix) {
+                        if target.retracted_at.is_some()
+                            || target.location != Some(ix)
+                            || target.event_type.is_reference()
+                        {
                             return Err(fail(format!("event {target_id} cannot be retracted here")));
                         }
                         target.retracted_at = NonZeroU64::new(seq);
@@ -349,6 +422,7 @@ impl Projection {
                             occurred_at,
                             id: fact.id,
                             claimed: fact.claimed,
+                            precision: fact.occurred_precision,
                             effect,
                         };
                         let entry = Entry {
@@ -396,6 +470,34 @@ impl Projection {
         self.by_type.entry(fact.event_type).or_default().push(seq);
         self.head_seq = seq;
         Ok(())
+    }
+
+    /// Does the parent chain from `start` (current reference data) reach `ix`?
+    fn location_chain_reaches(&self, start: Option<LocationIx>, ix: LocationIx) -> bool {
+        let mut cur = start;
+        // Registered parents form a forest, so each step goes up; the bound
+        // only guards against a broken one.
+        for _ in 0..=self.locations.len() {
+            match cur {
+                None => return false,
+                Some(c) if c == ix => return true,
+                Some(c) => cur = self.locations[c as usize].current().parent,
+            }
+        }
+        true
+    }
+
+    /// Does the `member_of` chain from `start` reach `ix`?
+    fn actor_chain_reaches(&self, start: Option<ActorIx>, ix: ActorIx) -> bool {
+        let mut cur = start;
+        for _ in 0..=self.actors.len() {
+            match cur {
+                None => return false,
+                Some(c) if c == ix => return true,
+                Some(c) => cur = self.actors[c as usize].current().member_of,
+            }
+        }
+        true
     }
 
     fn actor(&self, id: &Slug) -> Option<ActorIx> {
@@ -490,7 +592,8 @@ impl Projection {
     }
 
     /// Seqs of location `ix`'s stream in `(occurred_at, seq)` order, its
-    /// registration (reference data, without a time of its own) first.
+    /// reference data (registration and amendments, which hold for every
+    /// `as_of`) first, by seq.
     pub fn location_seqs_by_occurrence(&self, ix: LocationIx) -> Vec<u64> {
         let loc = &self.locations[ix as usize];
         let mut timed: Vec<(DateTime<Utc>, u64)> = loc
@@ -500,7 +603,9 @@ impl Projection {
             .chain(loc.retractions.iter().copied())
             .collect();
         timed.sort_unstable();
-        std::iter::once(loc.seqs[0])
+        loc.versions
+            .iter()
+            .map(|v| v.seq)
             .chain(timed.into_iter().map(|(_, s)| s))
             .collect()
     }
@@ -524,6 +629,16 @@ impl Catalog for Projection {
                 .actor(id)
                 .map_or(0, |ix| self.actors[ix as usize].seqs.len() as u64),
         }
+    }
+
+    fn location_parent(&self, id: &Slug) -> Option<Slug> {
+        let loc = &self.locations[self.location(id)? as usize];
+        loc.current().parent.map(|p| self.locations[p as usize].id.clone())
+    }
+
+    fn actor_member_of(&self, id: &Slug) -> Option<Slug> {
+        let actor = &self.actors[self.actor(id)? as usize];
+        actor.current().member_of.map(|m| self.actors[m as usize].id.clone())
     }
 
     fn known_event(&self, id: &Uuid) -> Option<KnownEvent> {

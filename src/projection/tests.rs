@@ -1,6 +1,7 @@
 //! Given/when/then tests of the projection, and the model test: for random
 //! histories, the live projection equals one rebuilt from the log and the fold
-//! recomputed from scratch, for any arrival order of the same events.
+//! recomputed from scratch, for any arrival order of the same events, with
+//! time precision, casualty ranges and amendments of reference data.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -32,14 +33,16 @@ impl Log {
                 .get("location")
                 .map(|v| Slug::parse(v.as_str().unwrap()).unwrap()),
             actor: posted.get("actor").map(|v| Slug::parse(v.as_str().unwrap()).unwrap()),
-            occurred_at: posted.get("occurred_at").map(|v| v.as_str().unwrap().to_owned()),
-            recorded_at: "2024-12-01T00:00:00.000000Z".into(),
+            occurred_at: e.occurred_at.map(crate::domain::time::UtcTime::occurred),
+            occurred_precision: e.occurred_precision,
+            place_precision: e.place_precision,
+            recorded_at: crate::domain::time::UtcTime::parse("2024-12-01T00:00:00.000000Z").unwrap(),
             recorded_by: "test".into(),
             source: e.source.clone(),
             data: e.data.to_value(),
             version: self.projection.stream_version(&e.stream) + 1,
-            prev_hash: self.events.last().map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
-            hash: String::new(),
+            prev_hash: self.events.last().map_or(GENESIS_HASH, |p| p.hash),
+            hash: GENESIS_HASH,
         };
         stored.hash = event_hash(&stored);
         self.projection.apply(&stored, &e).expect("checked events apply");
@@ -77,7 +80,7 @@ impl Log {
 
     fn view(&self, id: &str, point: Point) -> LocationView {
         self.projection
-            .location_view(&Slug::parse(id).unwrap(), point)
+            .location_view(&Slug::parse(id).unwrap(), point, now())
             .expect("registered")
     }
 }
@@ -105,6 +108,11 @@ fn given_aleppo() -> Log {
 
 fn live() -> Point {
     Point::default()
+}
+
+/// The clock that `settled` is judged by when a point has no `as_of`.
+fn now() -> chrono::DateTime<Utc> {
+    "2025-01-01T00:00:00Z".parse().unwrap()
 }
 
 fn as_of(t: &str) -> Point {
@@ -313,7 +321,7 @@ fn registrations_hold_for_every_as_of_but_not_before_their_seq() {
     let log = given_aleppo();
     assert!(log
         .projection
-        .location_view(&Slug::parse("aleppo").unwrap(), as_of("1900-01-01T00:00:00Z"))
+        .location_view(&Slug::parse("aleppo").unwrap(), as_of("1900-01-01T00:00:00Z"), now())
         .is_some());
     let before = Point {
         as_of: None,
@@ -321,7 +329,7 @@ fn registrations_hold_for_every_as_of_but_not_before_their_seq() {
     };
     assert!(log
         .projection
-        .location_view(&Slug::parse("aleppo").unwrap(), before)
+        .location_view(&Slug::parse("aleppo").unwrap(), before, now())
         .is_none());
 }
 
@@ -336,6 +344,10 @@ struct Dev {
     kind: u8,
     actors: (usize, usize),
     retract: bool,
+    /// 0: instant, 1: hour, 2: day (its time then the start of a unit).
+    precision: u8,
+    /// Which bounds a casualty report gives: 0 none, 1 both, 2 a low bound only.
+    bounds: u8,
 }
 
 fn dev_strategy() -> impl Strategy<Value = Dev> {
@@ -344,13 +356,39 @@ fn dev_strategy() -> impl Strategy<Value = Dev> {
         0u8..8,
         (0..ACTORS.len(), 0..ACTORS.len()),
         prop::bool::weighted(0.15),
+        0u8..3,
+        0u8..3,
     )
-        .prop_map(|(location, kind, actors, retract)| Dev {
+        .prop_map(|(location, kind, actors, retract, precision, bounds)| Dev {
             location,
             kind,
             actors,
             retract,
+            precision,
+            bounds,
         })
+}
+
+/// Amendments of reference data, none of which can close a cycle: l2 moves
+/// between l0 and l1, l1 and a2 are renamed, l0 gains a shape and ids, a2
+/// joins a0 or a1.
+const AMENDMENTS: usize = 6;
+
+fn amendment_json(kind: usize, n: usize) -> Value {
+    match kind {
+        0 => json!({"type": "location_amended", "location": "l2", "data": {"parent": "l1"}}),
+        1 => json!({"type": "location_amended", "location": "l2", "data": {"parent": "l0", "lat": 36.0, "lon": 37.0}}),
+        2 => json!({"type": "location_amended", "location": "l1",
+            "data": {"name": format!("L1 ({n})"), "names": {"ar": format!("حَلَب {n}")}, "kind": "neighbourhood"}}),
+        3 => json!({"type": "location_amended", "location": "l0",
+            "data": {"gazetteer": {"geonames": 100 + n}, "geometry": {"type": "Point", "coordinates": [37.0, 36.0 + n as f64 / 100.0]}}}),
+        4 => {
+            json!({"type": "actor_amended", "actor": "a2", "data": {"member_of": "a0", "aliases": [format!("alias {n}")]}})
+        }
+        _ => {
+            json!({"type": "actor_amended", "actor": "a2", "data": {"member_of": "a1", "names": {"en": format!("A2 {n}")}}})
+        }
+    }
 }
 
 fn dev_json(i: usize, d: &Dev, minute: usize) -> Value {
@@ -360,6 +398,12 @@ fn dev_json(i: usize, d: &Dev, minute: usize) -> Value {
     } else {
         b
     };
+    let killed = minute % 7;
+    let casualties = match d.bounds {
+        0 => json!({"killed": killed, "actor": a}),
+        1 => json!({"killed": killed, "killed_low": killed / 2, "killed_high": killed + 3, "wounded_high": 4}),
+        _ => json!({"killed_low": killed, "wounded": 1, "wounded_low": 1}),
+    };
     let (ty, data) = match d.kind {
         0 => ("control_established", json!({"actor": a})),
         1 => ("forces_entered", json!({"actor": a})),
@@ -367,16 +411,36 @@ fn dev_json(i: usize, d: &Dev, minute: usize) -> Value {
         3 => ("clashes_reported", json!({"actors": [a, b]})),
         4 => ("attack_repelled", json!({"defender": a, "attacker": b})),
         5 => ("facility_closed", json!({})),
-        6 => ("casualties_reported", json!({"killed": minute % 7, "actor": a})),
+        6 => ("casualties_reported", casualties),
         _ => ("facility_reopened", json!({})),
     };
-    let at = chrono::DateTime::<Utc>::from_timestamp(1_732_000_000 + 60 * minute as i64, 0).unwrap();
+    let (secs, precision) = time_of(d.precision, minute);
+    let at = chrono::DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
     let mut v = dev(ty, LOCATIONS[d.location], &crate::domain::event::format_time(&at), data);
     v["id"] = json!(Uuid::from_u128(1_000 + i as u128));
+    if d.precision > 0 {
+        v["occurred_precision"] = json!(precision);
+        v["place_precision"] = json!("near");
+    }
     if i % 3 == 0 {
         v["source"] = json!({"name": "party", "kind": "party_statement", "claimant": a});
     }
     v
+}
+
+/// Distinct times for distinct minutes, whatever the precision: instants
+/// from 2024-11-19T07:06:40Z a minute apart, hours from 08:00 that day, days
+/// from 21 November.
+fn time_of(precision: u8, minute: usize) -> (i64, &'static str) {
+    const INSTANT0: i64 = 1_732_000_000;
+    const HOUR0: i64 = 1_732_003_200;
+    const DAY0: i64 = 1_732_147_200;
+    let m = minute as i64;
+    match precision {
+        0 => (INSTANT0 + 60 * m, "instant"),
+        1 => (HOUR0 + 3_600 * m, "hour"),
+        _ => (DAY0 + 86_400 * m, "day"),
+    }
 }
 
 fn registered() -> Log {
@@ -390,11 +454,15 @@ fn registered() -> Log {
     log
 }
 
-/// Append the developments in `order`, then the retractions.
-fn log_of(devs: &[Dev], minutes: &[usize], order: &[usize]) -> Log {
+/// Append the developments in `order`, amendment `amends[n]` after the n-th
+/// of them, then the retractions.
+fn log_of(devs: &[Dev], minutes: &[usize], order: &[usize], amends: &[usize]) -> Log {
     let mut log = registered();
-    for &i in order {
+    for (n, &i) in order.iter().enumerate() {
         log.ok(dev_json(i, &devs[i], minutes[i]));
+        if let Some(kind) = amends.get(n) {
+            log.ok(amendment_json(*kind, n));
+        }
     }
     for (i, d) in devs.iter().enumerate() {
         if d.retract {
@@ -409,20 +477,23 @@ fn log_of(devs: &[Dev], minutes: &[usize], order: &[usize]) -> Log {
 
 /// The fold from scratch: the location's counted developments, sorted, folded.
 fn scratch(devs: &[Dev], minutes: &[usize], log: &Log, location: usize) -> Status<ActorIx> {
-    let mut mine: Vec<usize> = (0..devs.len())
+    let mine: Vec<usize> = (0..devs.len())
         .filter(|i| devs[*i].location == location && !devs[*i].retract)
         .collect();
-    mine.sort_by_key(|i| minutes[*i]);
-    let developments: Vec<Development<ActorIx>> = mine
+    let mut developments: Vec<Development<ActorIx>> = mine
         .iter()
         .map(|&i| {
             let v = dev_json(i, &devs[i], minutes[i]);
             let e = NewEvent::from_json(&v).unwrap();
             Development {
-                seq: 0,
+                // Equal times (a unit's start) are ordered by seq.
+                seq: log.projection.seq_of(&e.id.unwrap()).unwrap(),
                 occurred_at: e.occurred_at.unwrap(),
                 id: e.id.unwrap(),
                 claimed: e.claimant().is_some(),
+                precision: e
+                    .occurred_precision
+                    .unwrap_or(crate::domain::event::TimePrecision::Instant),
                 effect: match Fact::of(e.id.unwrap(), 0, &e).change {
                     Change::Develop(effect) => effect.try_map(|a| log.projection.actor_ix(a).ok_or(())).unwrap(),
                     other => panic!("not a development: {other:?}"),
@@ -430,14 +501,20 @@ fn scratch(devs: &[Dev], minutes: &[usize], log: &Log, location: usize) -> Statu
             }
         })
         .collect();
+    developments.sort_by_key(|d| (d.occurred_at, d.seq));
     fold(&developments)
 }
 
 fn everything(p: &Projection, point: Point) -> (Vec<LocationView>, Vec<ActorView>) {
-    (p.location_views(point, &Default::default()), p.actor_views(point))
+    (
+        p.location_views(point, &Default::default(), now()),
+        p.actor_views(point, None),
+    )
 }
 
-fn histories() -> impl Strategy<Value = (Vec<Dev>, Vec<usize>, Vec<usize>, Vec<usize>)> {
+type History = (Vec<Dev>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>);
+
+fn histories() -> impl Strategy<Value = History> {
     prop::collection::vec(dev_strategy(), 1..40).prop_flat_map(|devs| {
         let n = devs.len();
         let idx: Vec<usize> = (0..n).collect();
@@ -446,6 +523,7 @@ fn histories() -> impl Strategy<Value = (Vec<Dev>, Vec<usize>, Vec<usize>, Vec<u
             Just(idx.clone()).prop_shuffle(),
             Just(idx.clone()).prop_shuffle(),
             Just(idx).prop_shuffle(),
+            prop::collection::vec(0..AMENDMENTS, 0..8),
         )
     })
 }
@@ -454,9 +532,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn live_equals_rebuilt_equals_scratch_for_any_arrival_order((devs, minutes, order_a, order_b) in histories()) {
-        let a = log_of(&devs, &minutes, &order_a);
-        let b = log_of(&devs, &minutes, &order_b);
+    fn live_equals_rebuilt_equals_scratch_for_any_arrival_order((devs, minutes, order_a, order_b, amends) in histories()) {
+        let a = log_of(&devs, &minutes, &order_a, &amends);
+        let b = log_of(&devs, &minutes, &order_b, &amends);
         for (l, name) in LOCATIONS.iter().enumerate() {
             let ix = a.projection.location_ix(&Slug::parse(name).unwrap()).unwrap();
             prop_assert_eq!(&a.projection.status_at(ix, live()), &scratch(&devs, &minutes, &a, l));
@@ -475,11 +553,12 @@ proptest! {
 
     #[test]
     fn an_answer_at_a_point_never_changes_after_more_appends(
-        (devs, minutes, order, _) in histories(),
+        (devs, minutes, order, _, amends) in histories(),
         cut in 0.0f64..1.0,
         minute in 0usize..40,
+        unit in 0u8..3,
     ) {
-        let full = log_of(&devs, &minutes, &order);
+        let full = log_of(&devs, &minutes, &order, &amends);
         let total = full.events.len();
         let k = 7 + ((total - 7) as f64 * cut) as usize;
         let mut prefix = registered();
@@ -487,7 +566,8 @@ proptest! {
             prefix.projection.apply(e, &e.to_new_event().unwrap()).unwrap();
             prefix.events.push(e.clone());
         }
-        let at = chrono::DateTime::<Utc>::from_timestamp(1_732_000_000 + 60 * minute as i64, 30).unwrap();
+        // Inside the window of a development of that unit, if there is one then.
+        let at = chrono::DateTime::<Utc>::from_timestamp(time_of(unit, minute).0 + 30, 0).unwrap();
         let point = Point { as_of: Some(at), at_seq: Some(k as u64) };
         let then = everything(&prefix.projection, point);
         prop_assert_eq!(&then, &everything(&full.projection, point));

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{ActorIx, LocationIx, Point, Projection};
-use crate::domain::event::{format_time, ActorKind, LocationKind};
+use crate::domain::event::{format_time, ActorKind, LocationKind, TimePrecision};
 use crate::domain::fold::{Control, Operational, Status};
+use crate::domain::reference::{search_key, Gazetteer, Geometry, Names};
 use crate::domain::Slug;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -19,6 +21,10 @@ pub struct LocationView {
     pub parent: Option<Slug>,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
+    pub names: Names,
+    pub aliases: Vec<String>,
+    pub gazetteer: Gazetteer,
+    pub geometry: Option<Geometry>,
     pub version: u64,
     pub control: ControlView,
     pub operational: Option<&'static str>,
@@ -32,15 +38,24 @@ pub struct ControlView {
     pub controller: Option<Slug>,
     pub present: Vec<Slug>,
     pub since: Option<String>,
+    pub since_precision: Option<TimePrecision>,
+    /// Whether `as_of` (or now) lies past the window of the change's time.
+    pub settled: Option<bool>,
     pub changed_by: Option<Uuid>,
     pub confidence: Option<&'static str>,
 }
 
+/// Summed casualties: best estimates and their bounds (`null` high bound:
+/// some counted report gives no upper bound).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CasualtiesView {
     pub killed: u64,
     pub wounded: u64,
     pub reports: u64,
+    pub killed_low: u64,
+    pub killed_high: Option<u64>,
+    pub wounded_low: u64,
+    pub wounded_high: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +73,8 @@ pub struct ActorView {
     pub kind: ActorKind,
     pub aliases: Vec<String>,
     pub member_of: Option<Slug>,
+    pub names: Names,
+    pub gazetteer: Gazetteer,
     pub version: u64,
     pub controls: Vec<Slug>,
     pub present_in: Vec<Slug>,
@@ -70,6 +87,13 @@ pub struct LocationFilter {
     pub parent: Option<Slug>,
     pub controller: Option<Slug>,
     pub status: Option<&'static str>,
+    /// `?q=`: a text the id, name, names or aliases contain (see `search_key`).
+    pub q: Option<String>,
+}
+
+/// Does any of `texts` contain `key` (a `search_key`)?
+fn matches_search<'a>(key: &str, texts: impl IntoIterator<Item = &'a str>) -> bool {
+    texts.into_iter().any(|t| search_key(t).contains(key))
 }
 
 fn status_name<K>(c: &Control<K>) -> &'static str {
@@ -104,18 +128,25 @@ impl Projection {
         &self,
         ix: LocationIx,
         point: Point,
+        now: DateTime<Utc>,
         status: &Status<ActorIx>,
         subdivisions: Option<SubdivisionsView>,
     ) -> LocationView {
         let loc = &self.locations[ix as usize];
+        let reference = loc.at(point);
+        let data = &reference.data;
         let control = status.control();
         LocationView {
             id: loc.id.clone(),
-            name: loc.name.clone(),
-            kind: loc.kind,
-            parent: loc.parent.map(|p| self.locations[p as usize].id.clone()),
-            lat: loc.lat,
-            lon: loc.lon,
+            name: data.name.clone(),
+            kind: data.kind,
+            parent: reference.parent.map(|p| self.locations[p as usize].id.clone()),
+            lat: data.lat,
+            lon: data.lon,
+            names: data.names.clone(),
+            aliases: data.aliases.clone(),
+            gazetteer: data.gazetteer.clone(),
+            geometry: data.geometry.clone(),
             version: loc.seqs.partition_point(|s| point.sees_seq(*s)) as u64,
             control: ControlView {
                 status: status_name(&control),
@@ -125,6 +156,8 @@ impl Projection {
                 },
                 present: self.sorted_actor_slugs(&status.present),
                 since: status.since.as_ref().map(format_time),
+                since_precision: status.since_precision,
+                settled: status.settled(point.as_of.unwrap_or(now)),
                 changed_by: status.changed_by,
                 confidence: status.claimed.map(|c| if c { "claimed" } else { "reported" }),
             },
@@ -133,9 +166,13 @@ impl Projection {
                 Operational::Closed => "closed",
             }),
             casualties: CasualtiesView {
-                killed: status.killed,
-                wounded: status.wounded,
+                killed: status.killed.best,
+                wounded: status.wounded.best,
                 reports: status.casualty_reports,
+                killed_low: status.killed.low,
+                killed_high: status.killed.high,
+                wounded_low: status.wounded.low,
+                wounded_high: status.wounded.high,
             },
             subdivisions,
         }
@@ -151,7 +188,7 @@ impl Projection {
             .children
             .iter()
             .copied()
-            .filter(|c| self.location_visible(*c, point))
+            .filter(|c| self.location_visible(*c, point) && self.locations[*c as usize].at(point).parent == Some(ix))
             .collect();
         if children.is_empty() {
             return None;
@@ -173,14 +210,15 @@ impl Projection {
     }
 
     /// Location `id` at `point`; `None` when it is not registered there.
-    pub fn location_view(&self, id: &Slug, point: Point) -> Option<LocationView> {
+    /// `settled` is judged at `as_of`, or at `now` without one.
+    pub fn location_view(&self, id: &Slug, point: Point, now: DateTime<Utc>) -> Option<LocationView> {
         let ix = self.location_ix(id)?;
         if !self.location_visible(ix, point) {
             return None;
         }
         let status = self.status_at(ix, point);
         let subdivisions = self.subdivisions(ix, point, &|c| self.status_at(c, point));
-        Some(self.render_location(ix, point, &status, subdivisions))
+        Some(self.render_location(ix, point, now, &status, subdivisions))
     }
 
     /// The status of every location registered at `point` (index-aligned, `None`
@@ -192,19 +230,31 @@ impl Projection {
     }
 
     /// Every location at `point` that passes `filter`, sorted by id.
-    pub fn location_views(&self, point: Point, filter: &LocationFilter) -> Vec<LocationView> {
+    pub fn location_views(&self, point: Point, filter: &LocationFilter, now: DateTime<Utc>) -> Vec<LocationView> {
         let statuses = self.all_statuses(point);
+        let q = filter.q.as_deref().map(search_key);
         let status_of = |c: LocationIx| statuses[c as usize].clone().unwrap_or_default();
         let mut out: Vec<LocationView> = Vec::new();
         for (ix, status) in statuses.iter().enumerate() {
             let Some(status) = status else { continue };
             let ix = ix as LocationIx;
             let loc = &self.locations[ix as usize];
-            if filter.kind.is_some_and(|k| k != loc.kind) {
+            let reference = loc.at(point);
+            if filter.kind.is_some_and(|k| k != reference.data.kind) {
                 continue;
             }
             if let Some(p) = &filter.parent {
-                if loc.parent.map(|p| &self.locations[p as usize].id) != Some(p) {
+                if reference.parent.map(|p| &self.locations[p as usize].id) != Some(p) {
+                    continue;
+                }
+            }
+            if let Some(key) = &q {
+                let d = &reference.data;
+                let texts = [loc.id.as_str(), d.name.as_str()]
+                    .into_iter()
+                    .chain(d.names.values().map(String::as_str))
+                    .chain(d.aliases.iter().map(String::as_str));
+                if !matches_search(key, texts) {
                     continue;
                 }
             }
@@ -219,7 +269,7 @@ impl Projection {
                 }
             }
             let subdivisions = self.subdivisions(ix, point, &status_of);
-            out.push(self.render_location(ix, point, status, subdivisions));
+            out.push(self.render_location(ix, point, now, status, subdivisions));
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -250,12 +300,16 @@ impl Projection {
                 )
             }
         };
+        let reference = actor.at(point);
+        let data = &reference.data;
         ActorView {
             id: actor.id.clone(),
-            name: actor.name.clone(),
-            kind: actor.kind,
-            aliases: actor.aliases.clone(),
-            member_of: actor.member_of.map(|m| self.actor_slug(m)),
+            name: data.name.clone(),
+            kind: data.kind,
+            aliases: data.aliases.clone(),
+            member_of: reference.member_of.map(|m| self.actor_slug(m)),
+            names: data.names.clone(),
+            gazetteer: data.gazetteer.clone(),
             version: actor.seqs.partition_point(|s| point.sees_seq(*s)) as u64,
             controls,
             present_in,
@@ -276,11 +330,22 @@ impl Projection {
         }
     }
 
-    /// Every actor registered at `point`, sorted by id.
-    pub fn actor_views(&self, point: Point) -> Vec<ActorView> {
+    /// Every actor registered at `point` that `q` (if any) finds, sorted by id.
+    pub fn actor_views(&self, point: Point, q: Option<&str>) -> Vec<ActorView> {
+        let key = q.map(search_key);
+        let found = |ix: ActorIx| {
+            let Some(key) = &key else { return true };
+            let actor = &self.actors[ix as usize];
+            let d = &actor.at(point).data;
+            let texts = [actor.id.as_str(), d.name.as_str()]
+                .into_iter()
+                .chain(d.names.values().map(String::as_str))
+                .chain(d.aliases.iter().map(String::as_str));
+            matches_search(key, texts)
+        };
         let statuses = (!point.is_live()).then(|| self.all_statuses(point));
         let mut out: Vec<ActorView> = (0..self.actors.len() as ActorIx)
-            .filter(|ix| self.actor_visible(*ix, point))
+            .filter(|ix| self.actor_visible(*ix, point) && found(*ix))
             .map(|ix| self.render_actor(ix, point, statuses.as_deref()))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

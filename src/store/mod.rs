@@ -32,9 +32,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
 use crate::domain::fact::Fact;
+use crate::domain::hash::Hash;
 use crate::domain::integrity::{leaf_hash, node_hash, MerkleFrontier, NodeId, GENESIS_HASH};
 use crate::domain::StoredEvent;
 
@@ -86,14 +85,14 @@ fn corrupt(seq: u64, reason: impl Into<String>) -> StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub seq: u64,
-    pub hash: String,
+    pub hash: Hash,
 }
 
 impl Head {
     pub fn genesis() -> Head {
         Head {
             seq: 0,
-            hash: GENESIS_HASH.to_owned(),
+            hash: GENESIS_HASH,
         }
     }
 }
@@ -128,25 +127,20 @@ impl Record {
         }
     }
 
-    fn encode(s: &Staged) -> Result<Vec<u8>, StoreError> {
-        Ok(encode_record(
-            &decode_hash(&s.event.hash).map_err(StoreError::Invariant)?,
-            &decode_hash(&s.event.prev_hash).map_err(StoreError::Invariant)?,
-            &s.fact.to_bytes(),
-            &s.canonical,
-        ))
+    fn encode(s: &Staged) -> Vec<u8> {
+        encode_record(&s.event.hash, &s.event.prev_hash, &s.fact.to_bytes(), &s.canonical)
     }
 
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
-    pub fn hash(&self) -> &[u8; 32] {
-        self.value[1..33].try_into().expect("32 bytes")
+    pub fn hash(&self) -> Hash {
+        Hash::from_bytes(self.value[1..33].try_into().expect("32 bytes"))
     }
 
-    pub fn prev_hash(&self) -> &[u8; 32] {
-        self.value[33..65].try_into().expect("32 bytes")
+    pub fn prev_hash(&self) -> Hash {
+        Hash::from_bytes(self.value[33..65].try_into().expect("32 bytes"))
     }
 
     fn fact_len(&self) -> usize {
@@ -165,16 +159,15 @@ impl Record {
 
     /// The event's bytes still hash to its hash.
     pub fn check_hash(&self) -> Result<(), StoreError> {
-        let actual: [u8; 32] = Sha256::digest(self.canonical()).into();
-        if &actual == self.hash() {
+        let actual = Hash::of(self.canonical());
+        if actual == self.hash() {
             Ok(())
         } else {
             Err(corrupt(
                 self.seq,
                 format!(
-                    "stored hash {} does not match the recomputed hash {}",
-                    hex::encode(self.hash()),
-                    hex::encode(actual)
+                    "stored hash {} does not match the recomputed hash {actual}",
+                    self.hash()
                 ),
             ))
         }
@@ -191,7 +184,7 @@ impl Record {
         // The hash member goes first: member order carries no meaning in JSON.
         let mut json = Vec::with_capacity(canonical.len() + 80);
         json.extend_from_slice(b"{\"hash\":\"");
-        json.extend_from_slice(hex::encode(self.hash()).as_bytes());
+        json.extend_from_slice(self.hash().to_hex().as_bytes());
         json.push(b'"');
         if canonical.len() > 2 {
             json.push(b',');
@@ -205,7 +198,7 @@ impl Record {
                 format!("the event stored at seq {} says seq {}", self.seq, event.seq),
             ));
         }
-        if decode_hash(&event.prev_hash).ok().as_ref() != Some(self.prev_hash()) {
+        if event.prev_hash != self.prev_hash() {
             return Err(corrupt(self.seq, "the record's prev_hash is not the event's"));
         }
         Ok(event)
@@ -240,11 +233,11 @@ fn node_key(id: NodeId) -> [u8; 10] {
 }
 
 /// A record in the layout described at the top of this module.
-fn encode_record(hash: &[u8; 32], prev_hash: &[u8; 32], fact: &[u8], canonical: &[u8]) -> Vec<u8> {
+fn encode_record(hash: &Hash, prev_hash: &Hash, fact: &[u8], canonical: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(RECORD_HEADER + fact.len() + canonical.len());
     v.push(LAYOUT);
-    v.extend_from_slice(hash);
-    v.extend_from_slice(prev_hash);
+    v.extend_from_slice(hash.as_bytes());
+    v.extend_from_slice(prev_hash.as_bytes());
     v.extend_from_slice(&(fact.len() as u32).to_le_bytes());
     v.extend_from_slice(fact);
     v.extend_from_slice(canonical);
@@ -259,12 +252,6 @@ pub fn stores_node(id: NodeId) -> bool {
 /// The subtrees an event completes that the store keeps.
 fn stored_nodes(s: &Staged) -> impl Iterator<Item = &(NodeId, [u8; 32])> {
     s.nodes.iter().filter(|(n, _)| stores_node(*n))
-}
-
-fn decode_hash(hex_hash: &str) -> Result<[u8; 32], String> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_hash, &mut out).map_err(|e| format!("hash is not 64 hex digits: {e}"))?;
-    Ok(out)
 }
 
 impl Store {
@@ -284,7 +271,7 @@ impl Store {
             None => Head::genesis(),
             Some(v) if v.len() == 40 => Head {
                 seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                hash: hex::encode(&v[8..]),
+                hash: Hash::from_bytes(v[8..].try_into().expect("32 bytes")),
             },
             Some(_) => return Err(corrupt(0, "the head record is malformed")),
         };
@@ -342,29 +329,29 @@ impl Store {
         // Invariants before writing: gapless seq and linked hashes. (The hashes
         // themselves were computed by the caller a moment ago; recomputing them
         // here would double the cost of every append for no new evidence.)
-        let mut expected_prev = head.hash.as_str();
+        let mut expected_prev = head.hash;
         for (i, s) in batch.iter().enumerate() {
             let seq = head.seq + 1 + i as u64;
-            if s.event.seq != seq || s.event.prev_hash != expected_prev || s.event.hash.len() != 64 {
+            if s.event.seq != seq || s.event.prev_hash != expected_prev {
                 return Err(StoreError::Invariant(format!(
                     "event {} does not follow the head: seq {} (expected {seq}), prev_hash {} (expected {expected_prev})",
                     s.event.id, s.event.seq, s.event.prev_hash
                 )));
             }
-            expected_prev = s.event.hash.as_str();
+            expected_prev = s.event.hash;
         }
         let mut b = sled::Batch::default();
         for s in batch {
-            b.insert(&event_key(s.event.seq), Record::encode(s)?);
+            b.insert(&event_key(s.event.seq), Record::encode(s));
             for (node, hash) in stored_nodes(s) {
                 b.insert(&node_key(*node), hash);
             }
         }
         let new_head = Head {
             seq: last.event.seq,
-            hash: last.event.hash.clone(),
+            hash: last.event.hash,
         };
-        b.insert(HEAD_KEY, head_record(&new_head)?);
+        b.insert(HEAD_KEY, head_record(&new_head));
         self.log.apply_batch(b)?;
         if let Err(e) = self.sync() {
             self.undo(batch, &head);
@@ -422,9 +409,10 @@ impl Store {
                 b.remove(&node_key(*node));
             }
         }
-        match head_record(head) {
-            Ok(rec) if head.seq > 0 => b.insert(HEAD_KEY, rec),
-            _ => b.remove(HEAD_KEY),
+        if head.seq > 0 {
+            b.insert(HEAD_KEY, head_record(head));
+        } else {
+            b.remove(HEAD_KEY);
         }
         if let Err(e) = self.log.apply_batch(b) {
             tracing::error!(error = %e, "could not undo a batch whose flush failed");
@@ -460,7 +448,7 @@ impl Store {
         let width = 1usize << id.level;
         let mut level: Vec<[u8; 32]> = Vec::with_capacity(width);
         for r in self.records(first).take(width) {
-            level.push(leaf_hash(r?.hash()));
+            level.push(leaf_hash(r?.hash().as_bytes()));
         }
         if level.len() < width {
             return Err(corrupt(
@@ -525,8 +513,8 @@ impl Store {
         let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
         let obj = value.as_object_mut().ok_or_else(|| bad("not an object".into()))?;
         let text = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let hash = decode_hash(&text(obj.remove("hash"))).map_err(bad)?;
-        let prev = decode_hash(&text(obj.get("prev_hash").cloned())).map_err(bad)?;
+        let hash: Hash = text(obj.remove("hash")).parse().map_err(bad)?;
+        let prev: Hash = text(obj.get("prev_hash").cloned()).parse().map_err(bad)?;
         let fact = match self.record(seq)? {
             Some(r) => r.fact().to_vec(),
             None => Vec::new(),
@@ -543,7 +531,7 @@ impl Store {
     #[doc(hidden)]
     pub fn tamper_fact(&self, seq: u64, fact: &[u8]) -> Result<(), StoreError> {
         let r = self.record(seq)?.ok_or_else(|| corrupt(seq, "no such event"))?;
-        let record = encode_record(r.hash(), r.prev_hash(), fact, r.canonical());
+        let record = encode_record(&r.hash(), &r.prev_hash(), fact, r.canonical());
         self.log.insert(event_key(seq), record)?;
         self.sync()
     }
@@ -574,11 +562,11 @@ pub fn storage_floor(
     Ok(started.elapsed())
 }
 
-fn head_record(head: &Head) -> Result<Vec<u8>, StoreError> {
+fn head_record(head: &Head) -> Vec<u8> {
     let mut rec = Vec::with_capacity(40);
     rec.extend_from_slice(&head.seq.to_be_bytes());
-    rec.extend_from_slice(&decode_hash(&head.hash).map_err(StoreError::Invariant)?);
-    Ok(rec)
+    rec.extend_from_slice(head.hash.as_bytes());
+    rec
 }
 
 /// Records in seq order, with seq continuity checked.
@@ -610,12 +598,12 @@ impl Iterator for Records {
 /// An iterator over stored events that checks seq continuity and the chain.
 pub struct Scan {
     inner: Records,
-    prev_hash: Option<String>,
+    prev_hash: Option<Hash>,
 }
 
 impl Scan {
     /// Check the first event's link against a known predecessor hash too.
-    pub fn linked_to(mut self, prev_hash: String) -> Scan {
+    pub fn linked_to(mut self, prev_hash: Hash) -> Scan {
         self.prev_hash = Some(prev_hash);
         self
     }
@@ -628,7 +616,7 @@ impl Iterator for Scan {
         let result = self.inner.next()?.and_then(|r| {
             let event = r.event()?;
             if let Some(prev) = &self.prev_hash {
-                if &event.prev_hash != prev {
+                if event.prev_hash != *prev {
                     return Err(corrupt(
                         event.seq,
                         format!(
@@ -642,7 +630,7 @@ impl Iterator for Scan {
             Ok(event)
         });
         if let Ok(e) = &result {
-            self.prev_hash = Some(e.hash.clone());
+            self.prev_hash = Some(e.hash);
         }
         Some(result)
     }

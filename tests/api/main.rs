@@ -15,6 +15,8 @@ mod errors;
 mod faults;
 mod map;
 mod merkle;
+mod model;
+mod old_log;
 mod process;
 mod reads;
 mod restart;

@@ -142,7 +142,7 @@ pub fn rechained(export: &[u8], edit: impl FnOnce(&mut [serde_json::Value])) -> 
     for e in events.iter_mut() {
         e["prev_hash"] = serde_json::json!(prev);
         let stored: sitrep::domain::StoredEvent = serde_json::from_value(e.clone()).unwrap();
-        prev = sitrep::domain::integrity::event_hash(&stored);
+        prev = sitrep::domain::integrity::event_hash(&stored).to_hex();
         e["hash"] = serde_json::json!(prev);
     }
     let ndjson = events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");

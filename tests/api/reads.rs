@@ -256,7 +256,11 @@ async fn facilities_and_casualties_fold_as_the_contract_says() {
     .await;
     let a = app.ok("/v1/locations/aleppo").await;
     assert_eq!(a["operational"], "closed");
-    assert_eq!(a["casualties"], json!({"killed": 12, "wounded": 4, "reports": 2}));
+    assert_eq!(
+        a["casualties"],
+        json!({"killed": 12, "wounded": 4, "reports": 2,
+            "killed_low": 12, "killed_high": 12, "wounded_low": 4, "wounded_high": 4})
+    );
     assert_eq!(a["control"]["status"], "unknown");
     app.post_json(&dev("facility_reopened", "aleppo", "2024-12-02T00:00:00Z", json!({})))
         .await;

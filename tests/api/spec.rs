@@ -1057,6 +1057,67 @@ async fn responses_validate_against_the_spec() {
     c.get("/v1/audit/head", 200).await;
     c.get("/v1/audit/verify", 200).await;
 
+    // Precision, estimates, names, gazetteer ids, shapes and amendments.
+    let precise = json!([
+        {"type": "location_registered", "location": "al-hamdaniyah",
+         "data": {"name": "Al-Hamdaniyah", "kind": "neighbourhood", "parent": "aleppo-south",
+                  "names": {"ar": "الحمدانية", "en": "Al-Hamdaniyah"}, "aliases": ["Hamdaniyeh"],
+                  "gazetteer": {"geonames": 170063, "wikidata": "Q41183", "osm": "relation/1", "iso3166_2": "SY-02"},
+                  "geometry": {"type": "Polygon", "coordinates": [[[37.10, 36.17], [37.14, 36.17], [37.14, 36.20], [37.10, 36.17]]]}}},
+        {"type": "control_established", "location": "al-hamdaniyah", "occurred_at": "2024-11-30T00:00:00Z",
+         "occurred_precision": "day", "place_precision": "near", "source": src(), "data": {"actor": "hts"}},
+        {"type": "casualties_reported", "location": "al-hamdaniyah", "occurred_at": "2024-11-01T00:00:00Z",
+         "occurred_precision": "month", "place_precision": "region", "source": src(),
+         "data": {"killed_low": 24, "wounded": 3, "wounded_low": 2, "wounded_high": 5}},
+        {"type": "location_amended", "location": "al-hamdaniyah",
+         "data": {"parent": "aleppo", "geometry": {"type": "MultiPolygon", "coordinates": [[[[37.10, 36.17], [37.14, 36.17], [37.14, 36.20], [37.10, 36.17]]]]}}},
+        {"type": "actor_amended", "actor": "sdf", "occurred_at": "2024-01-01T00:00:00Z", "occurred_precision": "year",
+         "data": {"names": {"ar": "قوات سوريا الديمقراطية"}, "gazetteer": {"wikidata": "Q1046397"}, "member_of": "russia"}},
+        {"type": "location_amended", "location": "aleppo-citadel", "data": {"geometry": {"type": "Point", "coordinates": [37.1628, 36.1993]}}}
+    ]);
+    c.request_is_valid(&precise);
+    c.post(&precise, 201).await;
+    for path in [
+        "/v1/locations/al-hamdaniyah",
+        "/v1/locations/al-hamdaniyah?as_of=2024-11-30T12:00:00Z",
+        "/v1/locations/al-hamdaniyah/events?order=occurred",
+        "/v1/locations?q=%D8%AD%D9%84%D8%A8",
+        "/v1/locations?q=ALEPPO&kind=neighbourhood",
+        "/v1/actors?q=%D9%82%D9%88%D8%A7%D8%AA",
+        "/v1/actors/sdf",
+    ] {
+        c.get(path, 200).await;
+    }
+    for (bad, why) in [
+        (
+            json!({"type": "report", "location": "aleppo", "occurred_at": "2024-11-30T10:00:00Z",
+                "occurred_precision": "day", "source": src(), "data": {"summary": "s"}}),
+            "misaligned",
+        ),
+        (
+            json!({"type": "casualties_reported", "location": "aleppo", "occurred_at": "2024-11-30T10:00:00Z",
+                "source": src(), "data": {"killed": 3, "killed_low": 4}}),
+            "low > best",
+        ),
+        (
+            json!({"type": "location_amended", "location": "aleppo", "data": {"parent": "aleppo-central"}}),
+            "cycle",
+        ),
+        (
+            json!({"type": "location_amended", "location": "aleppo",
+                "data": {"geometry": {"type": "Point", "coordinates": [37.1, 91]}}}),
+            "latitude 91",
+        ),
+    ] {
+        let p = c.post(&bad, 422).await;
+        if p["code"] != "validation_failed" {
+            c.failures.push(format!("{why}: {p}"));
+        }
+    }
+    for path in ["/v1/locations?q=", "/v1/actors?q=%20"] {
+        c.get(path, 400).await;
+    }
+
     // --- errors ---------------------------------------------------------------
     // 400 malformed_json
     c.post_raw(EVENTS, "application/json", b"{\"type\": \"report\",".to_vec(), 400)
