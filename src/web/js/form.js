@@ -5,7 +5,9 @@
 
 import * as api from "./api.js";
 import { h } from "./panel.js";
-import { CREDIBILITY_TEXT, RELIABILITY_TEXT, SOURCE_KIND_TEXT, TYPES } from "./theme.js";
+import {
+  CREDIBILITY_TEXT, PLACE_PRECISION_TEXT, PRECISION_TEXT, RELIABILITY_TEXT, SOURCE_KIND_TEXT, TYPES,
+} from "./theme.js";
 
 export class ReportForm {
   constructor(dialog, app) {
@@ -23,6 +25,12 @@ export class ReportForm {
       [["", "not graded"], ...Object.entries(RELIABILITY_TEXT).map(([k, v]) => [k, `${k} — ${v}`])]);
     fill(dialog.querySelector("#f-source-credibility"),
       [["", "not graded"], ...Object.entries(CREDIBILITY_TEXT).map(([k, v]) => [k, `${k} — ${v}`])]);
+    // Left unset, the server's defaults hold (an exact time, an exact place).
+    fill(dialog.querySelector("#f-occurred-precision"),
+      [["", "the exact time"], ...Object.entries(PRECISION_TEXT).filter(([k]) => k !== "instant")
+        .map(([k, v]) => [k, `the ${k} (${v})`])]);
+    fill(dialog.querySelector("#f-place-precision"),
+      [["", "exact place"], ...Object.entries(PLACE_PRECISION_TEXT).filter(([k]) => k !== "exact")]);
     this.type.addEventListener("change", () => this.drawData());
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -111,6 +119,9 @@ export class ReportForm {
     if (this.id) body.id = this.id;
     const t = el.occurred_at.value;
     if (t) body.occurred_at = `${t.length === 16 ? `${t}:00` : t}Z`;
+    for (const k of ["occurred_precision", "place_precision"]) {
+      if (el[k].value) body[k] = el[k].value;
+    }
     return body;
   }
 

@@ -15,6 +15,8 @@ const MAX_LISTED = 150;
 const MAX_FEED = 8;
 // How long a toast stays.
 const TOAST_MS = 5000;
+// Quiet time after a keystroke before the places search asks the server.
+const SEARCH_DELAY_MS = 200;
 
 const ATLAS = new URL("../vendor/world-atlas/countries-50m.json", import.meta.url);
 const $ = (sel) => document.querySelector(sel);
@@ -27,6 +29,7 @@ const state = {
   changed: null, // ids that differ between the two
   loading: 0,
   head: 0,
+  found: { q: "", ids: new Set() }, // the server's answer to the places search
 };
 
 const map = new MapView($("#map"), { onSelect: (id) => select(id), actorName });
@@ -134,11 +137,18 @@ function drawSummary() {
   document.title = `sitrep — ${v.as_of ? when(v.as_of) : "now"}`;
 }
 
+// A place matches the filter by what the list shows (name, kind, status,
+// controller) or by what the server's `?q=` finds (id, any name or alias,
+// ignoring Arabic diacritics and tatweel).
 function drawList() {
-  const q = $("#places-filter").value.trim().toLowerCase();
+  const typed = $("#places-filter").value.trim();
+  const q = typed.toLowerCase();
+  const found = state.found.q === typed ? state.found.ids : new Set();
   const all = [...state.locations.values()]
-    .filter((l) => !q || [l.name, l.id, l.kind, l.control?.status, actorName(l.control?.controller)]
-      .some((s) => s && s.toLowerCase().includes(q)))
+    .filter((l) => !q || found.has(l.id)
+      || [l.name, l.id, l.kind, l.control?.status, actorName(l.control?.controller),
+        ...Object.values(l.names || {}), ...(l.aliases || [])]
+        .some((s) => s && s.toLowerCase().includes(q)))
     .sort((a, b) => a.name.localeCompare(b.name));
   $("#places-list").replaceChildren(...all.slice(0, MAX_LISTED).map((l) => {
     const status = l.control?.status || "unknown";
@@ -153,6 +163,25 @@ function drawList() {
   }));
   $("#places-more").textContent = all.length > MAX_LISTED
     ? `and ${all.length - MAX_LISTED} more: narrow the filter` : (all.length ? "" : "No place matches.");
+}
+
+let searchTimer = null;
+function search() {
+  drawList();
+  clearTimeout(searchTimer);
+  const typed = $("#places-filter").value.trim();
+  if (!typed) return;
+  searchTimer = setTimeout(async () => {
+    const v = state.view;
+    try {
+      const { locations } = await api.get("/v1/locations", { q: typed, as_of: v.as_of, at_seq: v.at_seq });
+      if ($("#places-filter").value.trim() !== typed) return;
+      state.found = { q: typed, ids: new Set(locations.map((l) => l.id)) };
+      drawList();
+    } catch (e) {
+      banner(`The search failed: ${e.message}`);
+    }
+  }, SEARCH_DELAY_MS);
 }
 
 function drawCompare() {
@@ -301,7 +330,7 @@ async function start() {
 }
 
 function wire() {
-  $("#places-filter").addEventListener("input", drawList);
+  $("#places-filter").addEventListener("input", search);
   $("#report-open").addEventListener("click", () => form.open());
   $("#token-open").addEventListener("click", () => {
     $("#token-input").value = "";

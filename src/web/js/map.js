@@ -279,6 +279,7 @@ export class MapView {
       el.setAttribute("data-status", c.status || "unknown");
       el.setAttribute("data-controller", c.controller || "");
       el.setAttribute("data-confidence", c.confidence || "");
+      el.setAttribute("data-geometry", loc.geometry?.type || "");
       el.classList.toggle("selected", loc.id === this.selected);
     }
   }

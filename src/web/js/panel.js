@@ -84,7 +84,11 @@ export class Panel {
     const names = loc.names && Object.entries(loc.names).filter(([, n]) => n !== loc.name);
     if (names?.length) {
       out.push(h("p", { class: "names" }, names.map(([lang, n]) =>
-        h("span", { lang, dir: "auto", title: lang }, n))));
+        h("span", { lang, dir: "auto", title: languageName(lang) }, n))));
+    }
+    if (loc.aliases?.length) {
+      out.push(h("p", { class: "aliases muted" }, "Also known as ",
+        loc.aliases.map((a, i) => [i ? ", " : "", h("span", { dir: "auto" }, a)])));
     }
     out.push(this.status(loc, events));
     const source = this.changedBy(loc, events);
@@ -118,8 +122,9 @@ export class Panel {
     }
     if (c.confidence) rows.push(["Confidence", CONFIDENCE_TEXT[c.confidence] ?? c.confidence]);
     if (loc.operational) rows.push(["Operational", loc.operational === "open" ? "open" : "closed"]);
-    const place = events.find((e) => e.place_precision)?.place_precision ?? loc.place_precision;
-    if (place) rows.push(["Place", PLACE_PRECISION_TEXT[place] ?? place]);
+    // How precisely the change that set this status was placed.
+    const place = events.find((e) => e.id === c.changed_by)?.place_precision;
+    if (place && place !== "exact") rows.push(["Place", PLACE_PRECISION_TEXT[place] ?? place]);
     if (typeof loc.lat === "number") rows.push(["Position", `${loc.lat.toFixed(4)}, ${loc.lon.toFixed(4)}`]);
     return h("section", { class: "status", "aria-label": "Status" },
       chip, c.confidence === "claimed" ? h("span", { class: "chip claimed" }, "claimed") : null,
@@ -180,12 +185,7 @@ export class Panel {
   }
 
   casualties(c) {
-    const range = (best, low, high) => {
-      if (low === undefined && high === undefined) return String(best ?? 0);
-      if (high === null) return `${best ?? 0} (at least ${low ?? best ?? 0}; no upper bound given)`;
-      if (low === high) return String(best ?? low);
-      return `${best ?? 0} (${low}–${high})`;
-    };
+    const range = (best, low, high) => estimate(best ?? 0, low ?? best ?? 0, high === undefined ? best ?? 0 : high);
     return h("section", { "aria-labelledby": "cas-title" },
       h("h3", { id: "cas-title" }, "Casualties reported"),
       h("dl", { class: "facts" },
@@ -207,6 +207,8 @@ export class Panel {
       const body = [
         h("span", { class: "when" }, e.occurred_at ? when(e.occurred_at, e.occurred_precision) : "reference data"),
         h("span", { class: "what" }, h("strong", {}, typeLabel(e.type)), " ", this.summary(e)),
+        e.place_precision && e.place_precision !== "exact"
+          ? h("span", { class: "muted place" }, PLACE_PRECISION_TEXT[e.place_precision] ?? e.place_precision) : null,
         h("span", { class: "muted who" }, e.source ? e.source.name : "", ` · seq ${e.seq}`),
       ];
       return h("li", { class: [gone ? "retracted" : "", later ? "later" : ""].join(" ").trim() || null,
@@ -233,11 +235,12 @@ export class Panel {
       case "facility_reopened": return d.reason || "";
       case "casualties_reported": {
         const parts = [];
-        if (d.killed !== undefined || d.killed_low !== undefined) {
-          parts.push(`killed ${d.killed ?? "?"}${d.killed_low !== undefined || d.killed_high !== undefined ? ` (${d.killed_low ?? "?"}–${d.killed_high ?? "?"})` : ""}`);
-        }
-        if (d.wounded !== undefined || d.wounded_low !== undefined) {
-          parts.push(`wounded ${d.wounded ?? "?"}${d.wounded_low !== undefined || d.wounded_high !== undefined ? ` (${d.wounded_low ?? "?"}–${d.wounded_high ?? "?"})` : ""}`);
+        for (const what of ["killed", "wounded"]) {
+          const [best, low, high] = [d[what], d[`${what}_low`], d[`${what}_high`]];
+          if (best === undefined && low === undefined && high === undefined) continue;
+          // One report's bounds, as the contract sums them: a missing low is
+          // the best estimate; a missing high is too, unless a low was given.
+          parts.push(`${what} ${estimate(best, low ?? best ?? 0, high ?? (low === undefined ? best ?? 0 : null))}`);
         }
         if (d.actor) parts.push(`among ${a(d.actor)}`);
         if (d.approximate) parts.push("approximate");
@@ -245,7 +248,29 @@ export class Panel {
       }
       case "report": return d.summary || "";
       case "event_retracted": return `of ${String(d.event_id).slice(0, 8)}…: ${d.reason}`;
+      case "location_amended":
+      case "actor_amended": return Object.keys(d).join(", ");
       default: return d.name || "";
     }
+  }
+}
+
+// A figure with its range: "12" when exact, "5 (3–9)" with a best estimate
+// inside its range, "3–9" without one, "at least 12" when no upper bound is
+// given (`high` null).
+export function estimate(best, low, high) {
+  if (high === null) return `at least ${low}`;
+  if (low === high) return String(low);
+  if (best !== undefined && best >= low && best <= high && best !== 0) return `${best} (${low}–${high})`;
+  return `${low}–${high}`;
+}
+
+const LANGUAGES = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "language" }) : null;
+
+function languageName(tag) {
+  try {
+    return LANGUAGES?.of(tag) ?? tag;
+  } catch {
+    return tag;
   }
 }

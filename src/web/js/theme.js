@@ -101,8 +101,12 @@ export const TYPES = {
   casualties_reported: {
     label: "Casualties reported",
     fields: [
-      ["actor", "Actor (whose losses)", "actor?"], ["killed", "Killed", "int"],
-      ["wounded", "Wounded", "int"], ["approximate", "Approximate figures", "bool"],
+      ["actor", "Actor (whose losses)", "actor?"],
+      ["killed", "Killed (best estimate)", "int"], ["killed_low", "Killed, at least", "int"],
+      ["killed_high", "Killed, at most", "int"],
+      ["wounded", "Wounded (best estimate)", "int"], ["wounded_low", "Wounded, at least", "int"],
+      ["wounded_high", "Wounded, at most", "int"],
+      ["approximate", "Approximate figures", "bool"],
     ],
   },
   report: { label: "Report", fields: [["summary", "Summary", "textarea"]] },
