@@ -1,5 +1,7 @@
 //! Authentication, authorisation and the per-principal rate limit, on every
-//! route once the router has matched it. `/healthz` and `/readyz` are always open.
+//! route once the router has matched it. `/healthz`, `/readyz` and the map's
+//! pages and assets (no data behind them: the page reads `/v1` with the
+//! reader's token) are always open.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -48,6 +50,7 @@ pub type Auth = Option<Arc<RwLock<Tokens>>>;
 fn need(req: &ServiceRequest) -> Option<Need> {
     match req.match_pattern().as_deref() {
         Some("/healthz" | "/readyz") => None,
+        Some(p) if super::pages::is_public(p) => None,
         Some("/metrics") => Some(Need::Metrics),
         _ if req.method() == Method::POST => Some(Need::Append),
         _ => Some(Need::Read),

@@ -13,6 +13,7 @@ mod events;
 pub mod guard;
 mod health;
 mod locations;
+pub mod pages;
 mod query;
 mod read;
 mod stream;
@@ -77,8 +78,9 @@ fn method_label(method: &actix_web::http::Method) -> Option<&'static str> {
     KNOWN_METHODS.iter().copied().find(|m| *m == method.as_str())
 }
 
-/// Every route of the service, as (method, path) pairs: the spec test checks the
-/// OpenAPI document against this list.
+/// Every route of the API, as (method, path) pairs: the spec test checks the
+/// OpenAPI document against this list. The map and the docs pages are not API
+/// routes; they are listed in [`pages::ROUTES`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -146,6 +148,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/v1/audit/proof/inclusion").route(web::get().to(audit::inclusion)))
         .service(at("/v1/audit/proof/consistency").route(web::get().to(audit::consistency)))
         .service(at("/v1/audit/checkpoint").route(web::get().to(audit::checkpoint)))
+        .configure(pages::configure)
         .default_service(web::route().to(not_found).wrap(from_fn(guard::guard)));
 }
 
@@ -167,6 +170,7 @@ fn not_allowed(req: &HttpRequest) -> HttpResponse {
     let pattern = req.match_pattern();
     let allowed: Vec<&str> = ROUTES
         .iter()
+        .chain(pages::ROUTES)
         .filter(|(_, p)| pattern.as_deref() == Some(*p))
         .map(|(m, _)| *m)
         .collect();

@@ -340,7 +340,7 @@ async fn unknown_things_are_404_not_found() {
         "/v1/events/77777777-7777-4777-8777-777777777777",
         "/v1/events/not-a-uuid",
         "/v1/nothing",
-        "/",
+        "/index.html",
         "/v1/locations/aleppo?at_seq=2",
         "/v1/actors/hts?at_seq=1",
     ] {

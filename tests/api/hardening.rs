@@ -53,9 +53,14 @@ fn http_labels(metrics: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The HTTP metrics carry labels from a closed set only.
+/// The HTTP metrics carry labels from a closed set only: a route label is an
+/// API route, a page's route or `unmatched`.
 pub fn assert_closed_labels(metrics: &str) {
-    let routes: Vec<&str> = sitrep::api::ROUTES.iter().map(|(_, p)| *p).collect();
+    let routes: Vec<&str> = sitrep::api::ROUTES
+        .iter()
+        .chain(sitrep::api::pages::ROUTES)
+        .map(|(_, p)| *p)
+        .collect();
     let labels = http_labels(metrics);
     assert!(!labels.is_empty(), "no HTTP metrics in\n{metrics}");
     for (key, value) in labels {

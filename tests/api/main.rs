@@ -17,6 +17,7 @@ mod errors;
 mod faults;
 mod formats_events;
 mod formats_geo;
+mod map;
 mod merkle;
 mod model;
 mod old_log;

@@ -1429,7 +1429,7 @@ async fn responses_validate_against_the_spec() {
         "/v1/actors/wagner",
         "/v1/actors/hts?at_seq=1",
         "/v1/nope",
-        "/",
+        "/index.html",
         "/v2/events",
         "/v1/events/stream/1",
         "/v1/audit/proof",
