@@ -22,10 +22,45 @@ pub struct Options {
     pub seconds: f64,
     pub scale_events: u64,
     pub scale_locations: u64,
+    /// Where the at-scale log is written, and reused by later runs.
+    pub scale_dir: Option<PathBuf>,
+    /// The parts to run; every part when empty.
+    pub only: Vec<Part>,
+}
+
+impl Options {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
+}
+
+/// A part of the bench, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// HTTP ceiling, durable, refused and batch appends, status reads, and their ratios.
+    Appends,
+    /// `as_of` + `at_seq` location reads over HTTP.
+    TimeTravel,
+    /// Inclusion and consistency proofs.
+    Proofs,
+    /// Durable appends with 100 live subscribers attached.
+    Live,
+    /// sled's own insert + flush + fdatasync rate.
+    Floor,
+    /// A log of `--scale-events` events: raw scan, rebuild, start-up, memory, `as_of` reads, size.
+    Scale,
 }
 
 /// Locations the HTTP workloads write to and read from.
 const BENCH_LOCATIONS: usize = 100;
+
+/// Events the log holds at least before the time-travel and proof figures:
+/// batches top it up when the append figures have not written as many (as
+/// under `--only`), so that those reads fold a history of a known depth.
+const READ_LOG_EVENTS: u64 = 100_000;
+
+/// Events a request of the batch workloads and of the top-up carries.
+const BATCH_EVENTS: u64 = 100;
 
 struct Server {
     child: Option<Child>,
@@ -404,6 +439,13 @@ fn event_body(task: usize, n: u64) -> Value {
     })
 }
 
+/// A request of `BATCH_EVENTS` events.
+fn batch_body(task: usize, n: u64) -> Value {
+    json!((0..BATCH_EVENTS)
+        .map(|k| event_body(task, n * BATCH_EVENTS + k))
+        .collect::<Vec<_>>())
+}
+
 fn setup_events(locations: usize, actors: usize) -> Vec<Value> {
     let mut v: Vec<Value> = (0..actors)
         .map(|a| json!({"type": "actor_registered", "actor": format!("actor-{a}"), "data": {"name": format!("Actor {a}"), "kind": "non_state_group"}}))
@@ -476,245 +518,40 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         opts.reps, opts.seconds
     );
     let tmp = tempfile_dir("sitrep-bench")?;
-    let mut own = None;
-    let url = match &opts.server {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let s = Server::spawn(&tmp.join("http"))?;
-            let u = s.url.clone();
-            own = Some(s);
-            u
-        }
+    let http_parts = [Part::Appends, Part::TimeTravel, Part::Proofs, Part::Live];
+    let mut http = if http_parts.iter().any(|p| opts.runs(*p)) {
+        Some(http_figures(&opts, &tmp).await?)
+    } else {
+        None
     };
-    let token = opts.token.clone();
-    let client = reqwest::Client::new();
-    // Streams to write to (idempotent: a rerun against the same server is a retry).
-    let setup = setup_events(BENCH_LOCATIONS, 10);
-    let res = authed(client.post(format!("{url}/v1/events")), &token)
-        .json(&setup)
-        .send()
-        .await?;
-    if !(res.status().is_success() || res.status().as_u16() == 409) {
-        bail!(
-            "setting up the bench streams failed: {} {}",
-            res.status(),
-            res.text().await?
-        );
-    }
-    let server_pid = own.as_ref().and_then(Server::pid).map(|p| p.to_string());
-    let cpu_before = (cpu_seconds("self"), server_pid.as_deref().map_or(0.0, cpu_seconds));
     let (reps, secs) = (opts.reps, opts.seconds);
-    let mut rows = Vec::new();
-    let mut errors = 0;
-
-    eprintln!("HTTP workloads against {url}");
-    let ceiling = || {
-        Workload::new(
-            "HTTP ceiling: GET /healthz, 64 conns",
-            64,
-            Arc::new(|_, _| get("/healthz".into())),
-        )
-    };
-    let appends = |conns: usize| {
-        Workload::new(
-            &format!("durable appends: POST /v1/events, {conns} conns"),
-            conns,
-            Arc::new(|task, n| post("/v1/events", &event_body(task, n))),
-        )
-    };
-    // One ceiling run first, alone: it warms the server up and shows how the
-    // CPU splits between the load generator and the server at the ceiling.
-    let (_, e) = measure(&url, &token, 1, secs, ceiling()).await;
-    errors += e;
-    let ceiling_cpu = (
-        cpu_seconds("self") - cpu_before.0,
-        server_pid.as_deref().map_or(0.0, cpu_seconds) - cpu_before.1,
-    );
-    for conns in [1, 16] {
-        let (row, e) = measure(&url, &token, reps, secs, appends(conns)).await;
-        errors += e;
-        rows.push(row);
+    let mut rows = http.as_mut().map(|h| std::mem::take(&mut h.rows)).unwrap_or_default();
+    if opts.runs(Part::Floor) {
+        rows.extend(floor_figures(&tmp, reps)?);
     }
-    // The workloads the targets compare, back to back in every repetition.
-    // Refused appends post the same bodies to an unregistered location: a rule
-    // in the writer refuses them (422), so they cost everything an append
-    // costs but the hash chain, the sled write and the fsync.
-    let set = measure_set(
-        &url,
-        &token,
-        reps,
-        secs,
-        vec![
-            ceiling(),
-            appends(64),
-            Workload::new(
-                "refused appends: same bodies, unregistered location (422), 64 conns",
-                64,
-                Arc::new(|task, n| {
-                    let mut body = event_body(task, n);
-                    body["location"] = json!("nowhere");
-                    Req {
-                        expect: Some(422),
-                        ..post("/v1/events", &body)
-                    }
-                }),
-            ),
-            Workload::new(
-                "status reads: GET /v1/locations/{id}, 64 conns",
-                64,
-                Arc::new(|task, n| get(format!("/v1/locations/bench-{}", (task + n as usize) % BENCH_LOCATIONS))),
-            ),
-        ],
-    )
-    .await;
-    errors += set.errors;
-    let ratios = [
-        (set.ratio(1, 0), "durable appends at 64 conns / HTTP ceiling", ">= 0.5"),
-        (set.ratio(2, 0), "refused appends at 64 conns / HTTP ceiling", ""),
-        (
-            set.ratio(1, 2),
-            "durable / refused appends at 64 conns (hashing, writing, syncing)",
-            "",
-        ),
-        (set.ratio(3, 0), "status reads / HTTP ceiling", ">= 0.7"),
-    ];
-    let append64 = set.rows[1].rate;
-    let mut set_rows = set.rows.into_iter();
-    rows.insert(0, set_rows.next().expect("ceiling"));
-    rows.push(set_rows.next().expect("appends"));
-    let (row, e) = measure(&url, &token, reps, secs, appends(256)).await;
-    errors += e;
-    rows.push(row);
-    rows.extend(set_rows);
-    let (row, e) = measure(
-        &url,
-        &token,
-        reps,
-        secs,
-        Workload {
-            per_request: 100.0,
-            ..Workload::new(
-                "batch appends: 100 events a request, 16 conns",
-                16,
-                Arc::new(|task, n| {
-                    let batch: Vec<Value> = (0..100).map(|k| event_body(task, n * 100 + k)).collect();
-                    post("/v1/events", &json!(batch))
-                }),
-            )
-        },
-    )
-    .await;
-    errors += e;
-    rows.push(row);
-    let head: Value = authed(client.get(format!("{url}/v1/audit/head")), &token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let at_seq = head["seq"].as_u64().unwrap_or(0) / 2;
-    // Time travel and proofs, over the log the appends above have written.
-    let size = head["seq"].as_u64().unwrap_or(1).max(2);
-    let reads = [
-        Workload::new(
-            "time travel: as_of + at_seq, 64 conns",
-            64,
-            Arc::new(move |task, n| {
-                get(format!(
-                    "/v1/locations/bench-{}?as_of=2024-11-30T12:00:00Z&at_seq={at_seq}",
-                    (task + n as usize) % BENCH_LOCATIONS
-                ))
-            }),
-        ),
-        Workload::new(
-            "inclusion proof: GET /v1/audit/proof/inclusion, 16 conns",
-            16,
-            Arc::new(move |task, n| {
-                get(format!(
-                    "/v1/audit/proof/inclusion?seq={}&tree_size={size}",
-                    1 + (task as u64 * 7919 + n) % size
-                ))
-            }),
-        ),
-        Workload::new(
-            "consistency proof: GET /v1/audit/proof/consistency, 16 conns",
-            16,
-            Arc::new(move |task, n| {
-                get(format!(
-                    "/v1/audit/proof/consistency?first={}&second={size}",
-                    1 + (task as u64 * 7919 + n) % size
-                ))
-            }),
-        ),
-    ];
-    for w in reads {
-        let (row, e) = measure(&url, &token, reps, secs, w).await;
-        errors += e;
-        rows.push(row);
-    }
-    // Appends with 100 live subscribers attached (same run).
-    let subscribers = subscribe(&url, &token, 100).await?;
-    let (row, e) = measure(
-        &url,
-        &token,
-        reps,
-        secs,
-        Workload::new(
-            "durable appends, 64 conns, 100 live subscribers attached",
-            64,
-            Arc::new(|task, n| post("/v1/events", &event_body(task, n))),
-        ),
-    )
-    .await;
-    errors += e;
-    rows.push(row);
-    let delivered: u64 = subscribers
-        .iter()
-        .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
-    eprintln!("  the 100 subscribers received {delivered} events in all");
-    let cpu_after = (cpu_seconds("self"), server_pid.as_deref().map_or(0.0, cpu_seconds));
-    if let Some(mut s) = own.take() {
-        s.stop();
-    }
-
-    // The storage floor, in this process, with the store's own sync.
-    eprintln!("storage floor");
-    let sample = serde_json::to_vec(&event_body(0, 0))?;
-    let payload = [sample.as_slice(), &[b' '; 200]].concat();
-    let mut floor = Vec::new();
-    for (per_sync, events) in [(1usize, 2_000usize), (100, 50_000)] {
-        let mut rates = Vec::new();
-        for r in 0..reps {
-            let d =
-                crate::store::storage_floor(&tmp.join(format!("floor-{per_sync}-{r}")), &payload, events, per_sync)?;
-            rates.push(events as f64 / d.as_secs_f64());
-        }
-        let rate = median(rates);
-        eprintln!("  sled insert + flush + fdatasync, one sync per {per_sync}: {rate:.0} events/s");
-        floor.push(Row {
-            name: format!(
-                "storage floor: sled insert + flush + fdatasync, 1 sync per {per_sync} events ({} B)",
-                payload.len()
-            ),
-            rate,
-            unit: "events/s",
-            p50: None,
-            p99: None,
-            p999: None,
-        });
-    }
-    rows.extend(floor);
+    let client = reqwest::Client::new();
 
     // At scale.
     let mut scale_rows = Vec::new();
-    if opts.scale_events > 0 {
-        let dir = tmp.join("scale");
-        eprintln!(
-            "at scale: writing {} events over {} locations",
-            opts.scale_events, opts.scale_locations
-        );
+    if opts.runs(Part::Scale) && opts.scale_events > 0 {
+        let dir = opts.scale_dir.clone().unwrap_or_else(|| tmp.join("scale"));
+        let total = opts.scale_events + opts.scale_locations + 100;
+        let held = if dir.exists() {
+            crate::store::Store::open(&dir)?.head().seq
+        } else {
+            0
+        };
+        if held != 0 && held != total {
+            bail!("{} holds a log of {held} events, not {total}", dir.display());
+        }
         let started = Instant::now();
-        {
+        if held == total {
+            eprintln!("at scale: reusing the log of {total} events in {}", dir.display());
+        } else {
+            eprintln!(
+                "at scale: writing {} events over {} locations",
+                opts.scale_events, opts.scale_locations
+            );
             let ledger = Ledger::open(&dir)?;
             let setup: Vec<NewEvent> = setup_events(opts.scale_locations as usize, 100)
                 .iter()
@@ -749,12 +586,13 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             let ledger = Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("the ledger is still shared"))?;
             tokio::task::spawn_blocking(move || ledger.close()).await?;
         }
-        let write_secs = started.elapsed().as_secs_f64();
-        let total = opts.scale_events + opts.scale_locations + 100;
-        eprintln!(
-            "  written in {write_secs:.1} s ({:.0} events/s through the ledger)",
-            total as f64 / write_secs
-        );
+        let write_secs = (held != total).then(|| started.elapsed().as_secs_f64());
+        if let Some(secs) = write_secs {
+            eprintln!(
+                "  written in {secs:.1} s ({:.0} events/s through the ledger)",
+                total as f64 / secs
+            );
+        }
         // Raw scan vs rebuild, both warm.
         let (mut scans, mut rebuilds) = (Vec::new(), Vec::new());
         {
@@ -824,10 +662,13 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             "| events in the log | {total} ({} locations, 100 actors) |",
             opts.scale_locations
         ));
-        scale_rows.push(format!(
-            "| write through the ledger (batches of 1000) | {:.0} events/s |",
-            total as f64 / write_secs
-        ));
+        scale_rows.push(match write_secs {
+            Some(secs) => format!(
+                "| write through the ledger (batches of 1000) | {:.0} events/s |",
+                total as f64 / secs
+            ),
+            None => "| write through the ledger (batches of 1000) | (the log of --scale-dir was reused) |".to_owned(),
+        });
         scale_rows.push(format!("| raw sled scan of the log | {scan:.0} events/s |"));
         scale_rows.push(format!(
             "| rebuild: fold the whole log into projections | {rebuild:.0} events/s ({:.2} x raw scan) |",
@@ -859,40 +700,329 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     }
 
     println!();
-    print_table(&rows);
-    println!();
-    println!("| ratio (median of per-repetition ratios, back-to-back runs) | value | target |");
-    println!("|---|---:|---:|");
-    for (value, name, target) in ratios {
-        println!("| {name} | {value:.2} | {target} |");
+    if !rows.is_empty() {
+        print_table(&rows);
+        println!();
     }
-    if let Some(with_subs) = rows.iter().find(|r| r.name.contains("live subscribers")) {
-        println!(
-            "| durable appends at 64 conns, with / without 100 live subscribers | {:.2} | |",
-            with_subs.rate / append64
-        );
+    if let Some(h) = http.as_ref().filter(|h| !h.ratios.is_empty()) {
+        println!("| ratio (median of per-repetition ratios, back-to-back runs) | value | target |");
+        println!("|---|---:|---:|");
+        for (value, name, target) in &h.ratios {
+            println!("| {name} | {value:.2} | {target} |");
+        }
+        println!();
     }
     if !scale_rows.is_empty() {
-        println!();
         println!("| at scale | figure |");
         println!("|---|---|");
         for r in scale_rows {
             println!("{r}");
         }
+        println!();
     }
-    println!();
-    if server_pid.is_some() {
-        println!(
-            "Load generator vs server CPU: during the ceiling run {:.1} s vs {:.1} s; over all HTTP runs {:.1} s vs {:.1} s.",
-            ceiling_cpu.0,
-            ceiling_cpu.1,
-            cpu_after.0 - cpu_before.0,
-            cpu_after.1 - cpu_before.1
-        );
+    if let Some(h) = &http {
+        if let Some((ceiling, all)) = h.cpu {
+            println!(
+                "Load generator vs server CPU: during the ceiling run {:.1} s vs {:.1} s; over all HTTP runs {:.1} s vs {:.1} s.",
+                ceiling.0, ceiling.1, all.0, all.1
+            );
+        }
+        println!("Non-2xx answers or errors during the HTTP runs: {}", h.errors);
     }
-    println!("Non-2xx answers or errors during the HTTP runs: {errors}");
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// What the HTTP parts measured.
+struct Http {
+    rows: Vec<Row>,
+    /// `(value, name, target)`.
+    ratios: Vec<(f64, String, &'static str)>,
+    /// Load generator vs server CPU seconds, during the ceiling run and over all HTTP runs.
+    cpu: Option<((f64, f64), (f64, f64))>,
+    errors: u64,
+}
+
+/// The HTTP figures of the parts `opts` selects, against `--server` or a
+/// server of its own on a directory under `tmp`.
+async fn http_figures(opts: &Options, tmp: &Path) -> anyhow::Result<Http> {
+    let mut own = None;
+    let url = match &opts.server {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let s = Server::spawn(&tmp.join("http"))?;
+            let u = s.url.clone();
+            own = Some(s);
+            u
+        }
+    };
+    let token = opts.token.clone();
+    let client = reqwest::Client::new();
+    // Streams to write to (idempotent: a rerun against the same server is a retry).
+    let setup = setup_events(BENCH_LOCATIONS, 10);
+    let res = authed(client.post(format!("{url}/v1/events")), &token)
+        .json(&setup)
+        .send()
+        .await?;
+    if !(res.status().is_success() || res.status().as_u16() == 409) {
+        bail!(
+            "setting up the bench streams failed: {} {}",
+            res.status(),
+            res.text().await?
+        );
+    }
+    let server_pid = own.as_ref().and_then(Server::pid).map(|p| p.to_string());
+    let cpu_before = (cpu_seconds("self"), server_pid.as_deref().map_or(0.0, cpu_seconds));
+    let (reps, secs) = (opts.reps, opts.seconds);
+    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
+    let mut errors = 0;
+
+    eprintln!("HTTP workloads against {url}");
+    let ceiling = || {
+        Workload::new(
+            "HTTP ceiling: GET /healthz, 64 conns",
+            64,
+            Arc::new(|_, _| get("/healthz".into())),
+        )
+    };
+    let appends = |conns: usize| {
+        Workload::new(
+            &format!("durable appends: POST /v1/events, {conns} conns"),
+            conns,
+            Arc::new(|task, n| post("/v1/events", &event_body(task, n))),
+        )
+    };
+    // One ceiling run first, alone: it warms the server up and shows how the
+    // CPU splits between the load generator and the server at the ceiling.
+    let (_, e) = measure(&url, &token, 1, secs, ceiling()).await;
+    errors += e;
+    let ceiling_cpu = (
+        cpu_seconds("self") - cpu_before.0,
+        server_pid.as_deref().map_or(0.0, cpu_seconds) - cpu_before.1,
+    );
+    let mut append64 = None;
+    if opts.runs(Part::Appends) {
+        for conns in [1, 16] {
+            let (row, e) = measure(&url, &token, reps, secs, appends(conns)).await;
+            errors += e;
+            rows.push(row);
+        }
+        // The workloads the targets compare, back to back in every repetition.
+        // Refused appends post the same bodies to an unregistered location: a rule
+        // in the writer refuses them (422), so they cost everything an append
+        // costs but the hash chain, the sled write and the fsync.
+        let set = measure_set(
+            &url,
+            &token,
+            reps,
+            secs,
+            vec![
+                ceiling(),
+                appends(64),
+                Workload::new(
+                    "refused appends: same bodies, unregistered location (422), 64 conns",
+                    64,
+                    Arc::new(|task, n| {
+                        let mut body = event_body(task, n);
+                        body["location"] = json!("nowhere");
+                        Req {
+                            expect: Some(422),
+                            ..post("/v1/events", &body)
+                        }
+                    }),
+                ),
+                Workload::new(
+                    "status reads: GET /v1/locations/{id}, 64 conns",
+                    64,
+                    Arc::new(|task, n| get(format!("/v1/locations/bench-{}", (task + n as usize) % BENCH_LOCATIONS))),
+                ),
+            ],
+        )
+        .await;
+        errors += set.errors;
+        ratios.extend([
+            (
+                set.ratio(1, 0),
+                "durable appends at 64 conns / HTTP ceiling".to_owned(),
+                ">= 0.5",
+            ),
+            (
+                set.ratio(2, 0),
+                "refused appends at 64 conns / HTTP ceiling".to_owned(),
+                "",
+            ),
+            (
+                set.ratio(1, 2),
+                "durable / refused appends at 64 conns (hashing, writing, syncing)".to_owned(),
+                "",
+            ),
+            (set.ratio(3, 0), "status reads / HTTP ceiling".to_owned(), ">= 0.7"),
+        ]);
+        append64 = Some(set.rows[1].rate);
+        let mut set_rows = set.rows.into_iter();
+        rows.insert(0, set_rows.next().expect("ceiling"));
+        rows.push(set_rows.next().expect("appends"));
+        let (row, e) = measure(&url, &token, reps, secs, appends(256)).await;
+        errors += e;
+        rows.push(row);
+        rows.extend(set_rows);
+        let (row, e) = measure(
+            &url,
+            &token,
+            reps,
+            secs,
+            Workload {
+                per_request: BATCH_EVENTS as f64,
+                ..Workload::new(
+                    "batch appends: 100 events a request, 16 conns",
+                    16,
+                    Arc::new(|task, n| post("/v1/events", &batch_body(task, n))),
+                )
+            },
+        )
+        .await;
+        errors += e;
+        rows.push(row);
+    }
+    let head_seq = || async {
+        let head: Value = authed(client.get(format!("{url}/v1/audit/head")), &token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(head["seq"].as_u64().unwrap_or(0))
+    };
+    if opts.runs(Part::TimeTravel) || opts.runs(Part::Proofs) {
+        let mut n = 0;
+        while head_seq().await? < READ_LOG_EVENTS {
+            let res = authed(client.post(format!("{url}/v1/events")), &token)
+                .json(&batch_body(0, n))
+                .send()
+                .await?;
+            if !res.status().is_success() {
+                bail!("topping up the log failed: {} {}", res.status(), res.text().await?);
+            }
+            n += 1;
+        }
+    }
+    let head = head_seq().await?;
+    let at_seq = head / 2;
+    // Time travel and proofs, over the log the appends above have written.
+    let size = head.max(2);
+    let mut reads = Vec::new();
+    if opts.runs(Part::TimeTravel) {
+        reads.push(Workload::new(
+            "time travel: as_of + at_seq, 64 conns",
+            64,
+            Arc::new(move |task, n| {
+                get(format!(
+                    "/v1/locations/bench-{}?as_of=2024-11-30T12:00:00Z&at_seq={at_seq}",
+                    (task + n as usize) % BENCH_LOCATIONS
+                ))
+            }),
+        ));
+    }
+    if opts.runs(Part::Proofs) {
+        reads.push(Workload::new(
+            "inclusion proof: GET /v1/audit/proof/inclusion, 16 conns",
+            16,
+            Arc::new(move |task, n| {
+                get(format!(
+                    "/v1/audit/proof/inclusion?seq={}&tree_size={size}",
+                    1 + (task as u64 * 7919 + n) % size
+                ))
+            }),
+        ));
+        reads.push(Workload::new(
+            "consistency proof: GET /v1/audit/proof/consistency, 16 conns",
+            16,
+            Arc::new(move |task, n| {
+                get(format!(
+                    "/v1/audit/proof/consistency?first={}&second={size}",
+                    1 + (task as u64 * 7919 + n) % size
+                ))
+            }),
+        ));
+    }
+    for w in reads {
+        let (row, e) = measure(&url, &token, reps, secs, w).await;
+        errors += e;
+        rows.push(row);
+    }
+    if opts.runs(Part::Live) {
+        // Appends with 100 live subscribers attached (same run).
+        let subscribers = subscribe(&url, &token, 100).await?;
+        let (row, e) = measure(
+            &url,
+            &token,
+            reps,
+            secs,
+            Workload::new(
+                "durable appends, 64 conns, 100 live subscribers attached",
+                64,
+                Arc::new(|task, n| post("/v1/events", &event_body(task, n))),
+            ),
+        )
+        .await;
+        errors += e;
+        let delivered: u64 = subscribers
+            .iter()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        eprintln!("  the 100 subscribers received {delivered} events in all");
+        if let Some(append64) = append64 {
+            ratios.push((
+                row.rate / append64,
+                "durable appends at 64 conns, with / without 100 live subscribers".to_owned(),
+                "",
+            ));
+        }
+        rows.push(row);
+    }
+    let cpu_after = (cpu_seconds("self"), server_pid.as_deref().map_or(0.0, cpu_seconds));
+    if let Some(mut s) = own.take() {
+        s.stop();
+    }
+    let cpu = server_pid
+        .is_some()
+        .then_some((ceiling_cpu, (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1)));
+    Ok(Http {
+        rows,
+        ratios,
+        cpu,
+        errors,
+    })
+}
+
+/// The storage floor, in this process, with the store's own sync.
+fn floor_figures(tmp: &Path, reps: usize) -> anyhow::Result<Vec<Row>> {
+    eprintln!("storage floor");
+    let sample = serde_json::to_vec(&event_body(0, 0))?;
+    let payload = [sample.as_slice(), &[b' '; 200]].concat();
+    let mut floor = Vec::new();
+    for (per_sync, events) in [(1usize, 2_000usize), (100, 50_000)] {
+        let mut rates = Vec::new();
+        for r in 0..reps {
+            let d =
+                crate::store::storage_floor(&tmp.join(format!("floor-{per_sync}-{r}")), &payload, events, per_sync)?;
+            rates.push(events as f64 / d.as_secs_f64());
+        }
+        let rate = median(rates);
+        eprintln!("  sled insert + flush + fdatasync, one sync per {per_sync}: {rate:.0} events/s");
+        floor.push(Row {
+            name: format!(
+                "storage floor: sled insert + flush + fdatasync, 1 sync per {per_sync} events ({} B)",
+                payload.len()
+            ),
+            rate,
+            unit: "events/s",
+            p50: None,
+            p99: None,
+            p999: None,
+        });
+    }
+    Ok(floor)
 }
 
 fn tempfile_dir(prefix: &str) -> anyhow::Result<PathBuf> {

@@ -125,6 +125,13 @@ pub enum Command {
         /// Locations of the at-scale log.
         #[arg(long, default_value_t = 10_000)]
         scale_locations: u64,
+        /// Keep the at-scale log in this directory: written by the first run,
+        /// reused by later ones (of the same size and build).
+        #[arg(long)]
+        scale_dir: Option<PathBuf>,
+        /// Run only these parts (comma-separated), e.g. `--only time-travel,scale`.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<crate::bench::Part>,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
@@ -350,6 +357,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             seconds,
             scale_events,
             scale_locations,
+            scale_dir,
+            only,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -358,6 +367,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 seconds,
                 scale_events,
                 scale_locations: scale_locations.max(1),
+                scale_dir,
+                only,
             })?;
             Ok(0)
         }
