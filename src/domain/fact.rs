@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{ActorKind, EventData, LocationKind, NewEvent, StreamRef, TimePrecision};
-use super::fold::{Effect, Estimate};
+use super::fold::{CasualtyFigures, Effect, Estimate};
 use super::reference::{Gazetteer, Geometry, Names};
 use super::{EventType, Slug};
 
@@ -248,10 +248,10 @@ impl Fact {
             }),
             EventData::FacilityClosed(_) => Change::Develop(Effect::Close),
             EventData::FacilityReopened(_) => Change::Develop(Effect::Reopen),
-            EventData::CasualtiesReported(d) => Change::Develop(Effect::Casualties {
+            EventData::CasualtiesReported(d) => Change::Develop(Effect::Casualties(Box::new(CasualtyFigures {
                 killed: Estimate::of(d.killed_low, d.killed, d.killed_high),
                 wounded: Estimate::of(d.wounded_low, d.wounded, d.wounded_high),
-            }),
+            }))),
             EventData::AirSupportProvided(_) | EventData::Report(_) => Change::Develop(Effect::Nothing),
         };
         Fact {
@@ -288,7 +288,9 @@ mod legacy {
     use serde::Deserialize;
     use uuid::Uuid;
 
-    use super::{ActorRef, Change as NewChange, Effect as NewEffect, Estimate, LocationRef, Timestamp};
+    use super::{
+        ActorRef, CasualtyFigures, Change as NewChange, Effect as NewEffect, Estimate, LocationRef, Timestamp,
+    };
     use crate::domain::event::{ActorKind, LocationKind, StreamRef, TimePrecision};
     use crate::domain::{EventType, Slug};
 
@@ -378,10 +380,10 @@ mod legacy {
                     Effect::Close => NewEffect::Close,
                     Effect::Reopen => NewEffect::Reopen,
                     // A report of that time gave best estimates only.
-                    Effect::Casualties { killed, wounded } => NewEffect::Casualties {
+                    Effect::Casualties { killed, wounded } => NewEffect::Casualties(Box::new(CasualtyFigures {
                         killed: Estimate::of(None, Some(killed), None),
                         wounded: Estimate::of(None, Some(wounded), None),
-                    },
+                    })),
                     Effect::Nothing => NewEffect::Nothing,
                 }),
                 Change::Retract(id) => NewChange::Retract(id),

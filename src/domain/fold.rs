@@ -62,6 +62,13 @@ impl std::ops::Add for Estimate {
     }
 }
 
+/// The casualty figures of one report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasualtyFigures {
+    pub killed: Estimate,
+    pub wounded: Estimate,
+}
+
 /// What a development does to a location, with actors as keys of type `K`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect<K> {
@@ -79,8 +86,10 @@ pub enum Effect<K> {
     Close,
     /// `facility_reopened`
     Reopen,
-    /// `casualties_reported`, by `Estimate::of`
-    Casualties { killed: Estimate, wounded: Estimate },
+    /// `casualties_reported`, by `Estimate::of`. Boxed: its figures are twice
+    /// the size of any other effect, and every history entry would carry that
+    /// size. (The binary forms are those of the struct variant it was.)
+    Casualties(Box<CasualtyFigures>),
     /// history only (`report`, `air_support_provided`)
     Nothing,
 }
@@ -99,10 +108,7 @@ impl<K> Effect<K> {
             },
             Effect::Close => Effect::Close,
             Effect::Reopen => Effect::Reopen,
-            Effect::Casualties { killed, wounded } => Effect::Casualties {
-                killed: *killed,
-                wounded: *wounded,
-            },
+            Effect::Casualties(figures) => Effect::Casualties(figures.clone()),
             Effect::Nothing => Effect::Nothing,
         })
     }
@@ -186,8 +192,32 @@ impl<K: Ord + Copy> Status<K> {
 
     /// Apply one development (the next in `(occurred_at, seq)` order).
     pub fn apply(&mut self, d: &Development<K>) {
-        let before = self.control();
         match &d.effect {
+            Effect::Close => self.operational = Some(Operational::Closed),
+            Effect::Reopen => self.operational = Some(Operational::Open),
+            Effect::Casualties(figures) => {
+                self.killed = self.killed + figures.killed;
+                self.wounded = self.wounded + figures.wounded;
+                self.casualty_reports += 1;
+            }
+            Effect::Nothing => {}
+            // Only a change of who is present can change control.
+            moves => {
+                let before = self.control();
+                self.move_forces(moves);
+                if self.control() != before {
+                    self.since = Some(d.occurred_at);
+                    self.since_precision = Some(d.precision);
+                    self.changed_by = Some(d.id);
+                    self.claimed = Some(d.claimed);
+                }
+            }
+        }
+    }
+
+    /// The effect on `present` (none for effects that do not move forces).
+    fn move_forces(&mut self, effect: &Effect<K>) {
+        match effect {
             Effect::Establish(a) => {
                 self.present.clear();
                 self.present.insert(*a);
@@ -203,20 +233,7 @@ impl<K: Ord + Copy> Status<K> {
                 self.present.insert(*defender);
                 self.present.remove(attacker);
             }
-            Effect::Close => self.operational = Some(Operational::Closed),
-            Effect::Reopen => self.operational = Some(Operational::Open),
-            Effect::Casualties { killed, wounded } => {
-                self.killed = self.killed + *killed;
-                self.wounded = self.wounded + *wounded;
-                self.casualty_reports += 1;
-            }
-            Effect::Nothing => {}
-        }
-        if self.control() != before {
-            self.since = Some(d.occurred_at);
-            self.since_precision = Some(d.precision);
-            self.changed_by = Some(d.id);
-            self.claimed = Some(d.claimed);
+            Effect::Close | Effect::Reopen | Effect::Casualties(_) | Effect::Nothing => {}
         }
     }
 }
@@ -254,10 +271,14 @@ mod tests {
     }
 
     fn casualties(killed: u64, wounded: u64) -> Effect<u32> {
-        Effect::Casualties {
-            killed: Estimate::of(None, Some(killed), None),
-            wounded: Estimate::of(None, Some(wounded), None),
-        }
+        figures(
+            Estimate::of(None, Some(killed), None),
+            Estimate::of(None, Some(wounded), None),
+        )
+    }
+
+    fn figures(killed: Estimate, wounded: Estimate) -> Effect<u32> {
+        Effect::Casualties(Box::new(CasualtyFigures { killed, wounded }))
     }
 
     #[test]
@@ -407,14 +428,11 @@ mod tests {
 
     #[test]
     fn given_an_unbounded_report_when_summed_then_the_high_sum_is_unbounded() {
-        let bounded = Effect::Casualties {
-            killed: Estimate::of(Some(2), Some(3), Some(9)),
-            wounded: Estimate::of(None, Some(4), None),
-        };
-        let dozens = Effect::Casualties {
-            killed: Estimate::of(Some(24), None, None),
-            wounded: Estimate::default(),
-        };
+        let bounded = figures(
+            Estimate::of(Some(2), Some(3), Some(9)),
+            Estimate::of(None, Some(4), None),
+        );
+        let dozens = figures(Estimate::of(Some(24), None, None), Estimate::default());
         let s = fold(&[dev(1, 27, false, bounded.clone())]);
         assert_eq!(
             s.killed,
@@ -468,10 +486,10 @@ mod tests {
     #[test]
     fn casualty_sums_stay_integers_every_json_parser_reads_exactly() {
         let most = MAX_EXACT_INTEGER;
-        let report = Effect::Casualties {
-            killed: Estimate::of(None, Some(most), None),
-            wounded: Estimate::of(Some(1), Some(1), Some(most)),
-        };
+        let report = figures(
+            Estimate::of(None, Some(most), None),
+            Estimate::of(Some(1), Some(1), Some(most)),
+        );
         let s = fold(&[dev(1, 27, false, report.clone()), dev(2, 28, false, report)]);
         assert_eq!((s.killed.best, s.killed.low, s.killed.high), (most, most, Some(most)));
         assert_eq!((s.wounded.best, s.wounded.low, s.wounded.high), (2, 2, Some(most)));

@@ -7,12 +7,23 @@ use serde::{Deserialize, Serialize};
 use super::limits::MAX_SLUG_CHARS;
 
 /// A location or actor id: `^[a-z0-9][a-z0-9-]{0,63}$`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// Read through `TryFrom<String>`; written as its text, without a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Slug(String);
+
+impl Serialize for Slug {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Slug {
     pub fn parse(s: &str) -> Result<Slug, String> {
+        Slug::check(s).map(|()| Slug(s.to_owned()))
+    }
+
+    fn check(s: &str) -> Result<(), String> {
         let bytes = s.as_bytes();
         let ok = !bytes.is_empty()
             && bytes.len() <= MAX_SLUG_CHARS
@@ -21,7 +32,7 @@ impl Slug {
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if ok {
-            Ok(Slug(s.to_owned()))
+            Ok(())
         } else {
             Err(format!(
                 "must match ^[a-z0-9][a-z0-9-]{{0,63}}$ (lowercase letters, digits and '-', at most {MAX_SLUG_CHARS})"
@@ -37,7 +48,7 @@ impl Slug {
 impl TryFrom<String> for Slug {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Slug::parse(&s)
+        Slug::check(&s).map(|()| Slug(s))
     }
 }
 
