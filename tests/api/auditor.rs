@@ -10,7 +10,7 @@ use crate::helpers::*;
 use crate::process::{rechained, sitrep_output as sitrep};
 
 /// `sitrep audit <command> --server <server> <rest…>`, off the async runtime.
-async fn audit(command: &str, server: &str, rest: &[&str]) -> Output {
+pub(crate) async fn audit(command: &str, server: &str, rest: &[&str]) -> Output {
     let mut args: Vec<String> = vec!["audit".into(), command.into(), "--server".into(), server.into()];
     args.extend(rest.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || sitrep(&args.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -18,7 +18,7 @@ async fn audit(command: &str, server: &str, rest: &[&str]) -> Output {
         .unwrap()
 }
 
-fn err(o: &Output) -> String {
+pub(crate) fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -133,6 +133,18 @@ impl TestApp {
         res.json().await.expect("JSON body")
     }
 
+    /// `GET path` with a bearer token: the body as text, whatever its status.
+    pub async fn text_with(&self, path: &str, token: &str) -> String {
+        let res = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        res.text().await.expect("a text body")
+    }
+
     /// Stop gracefully and wait until the store is released.
     pub async fn stop(self) -> Arc<TempDir> {
         drop(self.ledger);
@@ -357,4 +369,18 @@ pub async fn raw_exchange(address: &str, bytes: Vec<u8>, trickle: Vec<u8>, gap: 
 /// [`raw_exchange`] without a trickled body.
 pub async fn raw(address: &str, bytes: impl Into<Vec<u8>>) -> Option<RawAnswer> {
     raw_exchange(address, bytes.into(), Vec::new(), Duration::from_millis(200)).await
+}
+
+/// Copy a directory tree (a store, a fixture) file by file.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

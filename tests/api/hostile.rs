@@ -529,16 +529,7 @@ async fn raw_hostile_requests_get_problem_json_and_no_5xx() {
         failures.len(),
         failures.join("\n\n")
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&tokens["ada"])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text_with("/metrics", &tokens["ada"]).await;
     crate::hardening::assert_closed_labels(&metrics);
     assert_eq!(app.ok_with("/v1/audit/verify", &tokens["ada"]).await["ok"], true);
 }

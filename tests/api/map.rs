@@ -192,16 +192,7 @@ async fn the_pages_are_judged_on_their_route_like_the_api() {
         }
     }
     // Every asset counts under the one asset route; no file name is a label.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&tokens["prom"])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text_with("/metrics", &tokens["prom"]).await;
     crate::hardening::assert_closed_labels(&metrics);
     for series in [
         r#"{method="GET",route="/assets/{digest}/{path:.+}",status="200"}"#,

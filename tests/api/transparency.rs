@@ -3,7 +3,6 @@
 //! HTTP, and the auditor (`sitrep audit … --vkey`) as a third process.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -13,8 +12,9 @@ use sitrep::transparency::checkpoint::{self, Checkpoint};
 use sitrep::transparency::cosignature::{count_cosigners, CosignatureVerifier};
 use sitrep::transparency::note::{verifier, PrivateKey};
 
-use crate::helpers::{dev, raw, raw_exchange};
-use crate::process::{sitrep, sitrep_output, tokens_file, ServerProcess};
+use crate::auditor::{audit, err};
+use crate::helpers::{copy_dir, dev, raw, raw_exchange};
+use crate::process::{sitrep, tokens_file, ServerProcess};
 
 /// Time between two checkpoints in these tests.
 const INTERVAL: &str = "0.1";
@@ -36,19 +36,6 @@ fn key_new(dir: &Path, name: &str, witness: bool) -> (PathBuf, String) {
     let (code, out, err) = sitrep(&args);
     assert_eq!(code, Some(0), "{err}");
     (path, out.trim().to_owned())
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A demo store (32 events) in `dir`.
@@ -137,19 +124,6 @@ async fn wait_for_log(server: &ServerProcess, needle: &str) {
     panic!("'{needle}' never appeared in the log:\n{}", server.log());
 }
 
-/// `sitrep audit <command> --server <server> <rest…>`, off the async runtime.
-async fn audit(command: &str, server: &str, rest: &[&str]) -> Output {
-    let mut args: Vec<String> = vec!["audit".into(), command.into(), "--server".into(), server.into()];
-    args.extend(rest.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || sitrep_output(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// POST a tlog-witness add-checkpoint body; (status, content type, body).
 async fn add_checkpoint(witness: &ServerProcess, old: u64, proof: &[String], note: &str) -> (u16, String, String) {
     let mut body = format!("old {old}\n");
@@ -187,13 +161,42 @@ async fn proof_lines(server: &ServerProcess, first: u64, second: u64) -> Vec<Str
         .collect()
 }
 
+/// A temp dir holding a log's key and a witness's, made by `sitrep key new`.
+struct Keys {
+    tmp: tempfile::TempDir,
+    log_key: PathBuf,
+    log_vkey: String,
+    w_key: PathBuf,
+    w_vkey: String,
+    w: CosignatureVerifier,
+}
+
+fn keys() -> Keys {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log_key, log_vkey) = key_new(tmp.path(), "sitrep.test/log", false);
+    let (w_key, w_vkey) = key_new(tmp.path(), "witness.test/w1", true);
+    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
+    Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w_vkey,
+        w,
+    }
+}
+
 #[tokio::test]
 async fn a_split_view_is_caught_by_the_witness_and_by_an_auditor_with_a_quorum() {
-    let tmp = tempfile::tempdir().unwrap();
+    let Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w_vkey,
+        w,
+    } = keys();
     let root = tmp.path();
-    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
-    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
-    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
     // One log of 32 events, forked into two stores.
     demo_store(&root.join("base"));
     copy_dir(&root.join("base"), &root.join("a"));
@@ -312,11 +315,15 @@ fn forge(key: &PrivateKey, origin: &str, size: u64, root: [u8; 32]) -> String {
 
 #[tokio::test]
 async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_witness() {
-    let tmp = tempfile::tempdir().unwrap();
+    let Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w_vkey,
+        w,
+    } = keys();
     let root = tmp.path();
-    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
-    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
-    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
     demo_store(&root.join("data"));
     let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
     let server = signing_server(&root.join("data"), &log_key, &[format!("{}+{w_vkey}", wit.address)]);
@@ -405,11 +412,15 @@ async fn forged_misnamed_and_wrong_root_checkpoints_are_refused_by_auditor_and_w
 
 #[tokio::test]
 async fn a_witness_killed_mid_stream_comes_back_with_its_state() {
-    let tmp = tempfile::tempdir().unwrap();
+    let Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w_vkey,
+        w,
+    } = keys();
     let root = tmp.path();
-    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
-    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
-    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
     demo_store(&root.join("data"));
     let mut wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
     let listen = wit.address.trim_start_matches("http://").to_owned();
@@ -521,11 +532,15 @@ async fn a_server_restored_from_an_older_backup_refuses_to_sign_and_keeps_the_la
 
 #[tokio::test]
 async fn an_empty_log_is_signed_and_cosigned_and_so_is_its_first_event() {
-    let tmp = tempfile::tempdir().unwrap();
+    let Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w_vkey,
+        w,
+    } = keys();
     let root = tmp.path();
-    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
-    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
-    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
     let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
     let server = signing_server(&root.join("data"), &log_key, &[format!("{}+{w_vkey}", wit.address)]);
     wait_for_checkpoint(&server, &log_vkey, Some(&w), 0, 1).await;
@@ -704,11 +719,15 @@ async fn a_witness_judges_a_checkpoint_of_its_own_size_by_root_and_proof() {
 /// note body as submitted.
 #[tokio::test]
 async fn a_witness_cosigns_the_whole_checkpoint_body_extension_lines_included() {
-    let tmp = tempfile::tempdir().unwrap();
+    let Keys {
+        tmp,
+        log_key,
+        log_vkey,
+        w_key,
+        w,
+        ..
+    } = keys();
     let root = tmp.path();
-    let (log_key, log_vkey) = key_new(root, "sitrep.test/log", false);
-    let (w_key, w_vkey) = key_new(root, "witness.test/w1", true);
-    let w = CosignatureVerifier::parse(&w_vkey).unwrap();
     let key = PrivateKey::load(&log_key).unwrap();
     let wit = witness(&root.join("witness"), &w_key, &[&log_vkey], "127.0.0.1:0");
     let body = format!(
