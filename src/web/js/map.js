@@ -14,7 +14,7 @@ const LABEL_HEIGHT = 15;
 const LABEL_GAP = 4;
 const LABEL_FONT = "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 // The zoom the map starts at around one point, and at most when fitting.
-const FIT_MAX_ZOOM = 8;
+const FIT_MAX_ZOOM = 10;
 // Country names show from this zoom on (below it they would cover the map).
 const COUNTRY_LABEL_MIN_ZOOM = 4;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -303,10 +303,15 @@ export class MapView {
   }
 
   fit(locations) {
-    const pts = [...locations.values()].map(positionOf).filter(Boolean);
-    if (!pts.length) return;
+    // Shapes count whole, so a city drawn as its outline starts in view.
+    const bounds = L.latLngBounds([]);
+    for (const loc of locations.values()) {
+      if (loc.geometry && loc.geometry.type !== "Point") bounds.extend(L.geoJSON(loc.geometry).getBounds());
+      else if (positionOf(loc)) bounds.extend(positionOf(loc));
+    }
+    if (!bounds.isValid()) return;
     this.fitted = true;
-    this.map.fitBounds(L.latLngBounds(pts).pad(0.35), { maxZoom: FIT_MAX_ZOOM, animate: false });
+    this.map.fitBounds(bounds.pad(0.15), { maxZoom: FIT_MAX_ZOOM, animate: false });
   }
 
   renderLegend(locations, changed) {
