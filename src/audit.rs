@@ -80,7 +80,7 @@ const CANCEL_CHECK_EVENTS: u64 = 1024;
 /// every domain rule re-run in order, and (with `expect`) that the Merkle root
 /// at the saved size is the saved root. A storage fault (the store cannot be
 /// read) is an `Err`, not a verdict on the log.
-pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Result<VerifyReport, StoreError> {
+pub fn verify_chain(store: &dyn Store, upto: u64, expect: Option<Expectation>) -> Result<VerifyReport, StoreError> {
     let never = AtomicBool::new(false);
     verify_chain_until(store, upto, expect, &never).map(|r| r.expect("a verification nobody cancels finishes"))
 }
@@ -88,7 +88,7 @@ pub fn verify_chain(store: &Store, upto: u64, expect: Option<Expectation>) -> Re
 /// `verify_chain` that gives up, answering `None`, once `cancel` is set (it
 /// looks every `CANCEL_CHECK_EVENTS` events).
 fn verify_chain_until(
-    store: &Store,
+    store: &dyn Store,
     upto: u64,
     expect: Option<Expectation>,
     cancel: &AtomicBool,
@@ -401,7 +401,7 @@ fn hexes(v: Vec<[u8; 32]>) -> Vec<String> {
 }
 
 /// Build an inclusion proof from the stored tree (O(log n) node reads).
-pub fn inclusion(store: &Store, head: u64, seq: u64, tree_size: u64) -> Result<InclusionProof, ProofError> {
+pub fn inclusion(store: &dyn Store, head: u64, seq: u64, tree_size: u64) -> Result<InclusionProof, ProofError> {
     if tree_size == 0 || tree_size > head {
         return Err(ProofError::Bad(format!("must be from 1 to the head ({head})")));
     }
@@ -421,7 +421,7 @@ pub fn inclusion(store: &Store, head: u64, seq: u64, tree_size: u64) -> Result<I
 }
 
 /// Build a consistency proof from the stored tree (O(log n) node reads).
-pub fn consistency(store: &Store, head: u64, first: u64, second: u64) -> Result<ConsistencyProof, ProofError> {
+pub fn consistency(store: &dyn Store, head: u64, first: u64, second: u64) -> Result<ConsistencyProof, ProofError> {
     if second == 0 || second > head {
         return Err(ProofError::Bad(format!("must be from 1 to the head ({head})")));
     }

@@ -755,8 +755,12 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     for (per_sync, events) in [(1usize, 2_000usize), (100, 50_000)] {
         let mut rates = Vec::new();
         for r in 0..reps {
-            let d =
-                crate::store::storage_floor(&tmp.join(format!("floor-{per_sync}-{r}")), &payload, events, per_sync)?;
+            let d = crate::store::sled::storage_floor(
+                &tmp.join(format!("floor-{per_sync}-{r}")),
+                &payload,
+                events,
+                per_sync,
+            )?;
             rates.push(events as f64 / d.as_secs_f64());
         }
         let rate = median(rates);
@@ -828,7 +832,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         // Raw scan vs rebuild, both warm.
         let (mut scans, mut rebuilds) = (Vec::new(), Vec::new());
         {
-            let store = crate::store::Store::open(&dir)?;
+            let store = crate::store::SledStore::open(&dir)?;
             for _ in 0..reps {
                 let t = Instant::now();
                 let mut n = 0u64;

@@ -12,8 +12,9 @@ use crate::formats::cloudevents::{parse_origin, CloudEvent, DEFAULT_ORIGIN};
 use crate::formats::events_csv;
 use crate::ledger::{Appended, Ledger};
 use crate::startup::{Application, Settings};
-use crate::store::Store;
+use crate::store::{Location, Store};
 use crate::telemetry::{self, LogFormat};
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,9 +42,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve {
-        /// Directory of the sled store (created if missing).
+        /// Directory of the sled store (created if missing); with --store, where
+        /// this server keeps its own files (projection checkpoints, signing state).
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
         /// Address to listen on.
         #[arg(long, env = "SITREP_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -135,6 +140,9 @@ pub enum Command {
     Verify {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
         /// A tree head saved earlier, SEQ:ROOT (from /v1/audit/head): the log must
         /// still have that Merkle root at that size.
         #[arg(long)]
@@ -147,6 +155,9 @@ pub enum Command {
     Export {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
         format: ExportFormat,
         /// The log's origin name, the `source` of the CloudEvents.
@@ -157,6 +168,9 @@ pub enum Command {
     Import {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
         /// The NDJSON export ('-' for stdin).
         file: PathBuf,
     },
@@ -204,6 +218,9 @@ pub enum Command {
     Demo {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -312,6 +329,9 @@ pub enum AuditCommand {
     Head {
         #[arg(long, env = "SITREP_DATA_DIR", default_value = "./sitrep-data")]
         data_dir: PathBuf,
+        /// The log in PostgreSQL instead of sled in --data-dir: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "SITREP_STORE", value_name = "URL")]
+        store: Option<String>,
     },
     /// Against a running server: prove its log still extends a tree head saved
     /// earlier (RFC 9162 consistency proof), trusting only the saved head.
@@ -351,6 +371,7 @@ pub enum AuditCommand {
 /// Options a config file may set, and the subcommands that have them.
 const CONFIG_KEYS: &[&str] = &[
     "data_dir",
+    "store",
     "listen",
     "tokens",
     "demo",
@@ -437,6 +458,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve {
             data_dir,
+            store,
             listen,
             demo,
             body_limit,
@@ -462,6 +484,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 checkpoint_interval: std::time::Duration::from_secs_f64(checkpoint_interval),
                 witnesses: witness,
                 origin,
+                store: store.as_deref().map(Location::parse),
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {
@@ -471,9 +494,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Verify { data_dir, expect } => {
-            let store = open_existing(&data_dir)?;
-            let report = verify_chain(&store, store.head().seq, expect).context("the store cannot be read")?;
+        Command::Verify {
+            data_dir,
+            store,
+            expect,
+        } => {
+            let store = open_existing(&location(store, data_dir))?;
+            let report = verify_chain(&*store, store.head().seq, expect).context("the store cannot be read")?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             match report {
                 VerifyReport::Ok { checked, .. } => {
@@ -497,13 +524,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Export {
             data_dir,
+            store,
             format,
             origin,
         } => {
-            export(&data_dir, format, &origin)?;
+            export(&location(store, data_dir), format, &origin)?;
             Ok(0)
         }
-        Command::Import { data_dir, file } => {
+        Command::Import { data_dir, store, file } => {
+            let location = location(store, data_dir);
             let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin().lock())
             } else {
@@ -518,8 +547,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     let line = line.map_err(|e| e.to_string())?;
                     Ledger::import_line(&line)
                 });
-            let n = Ledger::import(&data_dir, events)?;
-            eprintln!("imported {n} events into {}", data_dir.display());
+            let n = Ledger::import(&location, events)?;
+            eprintln!("imported {n} events into {}", location.describe());
             Ok(0)
         }
         Command::Audit { command } => audit(command),
@@ -632,11 +661,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             })?;
             Ok(if summary.refused == 0 { 0 } else { 1 })
         }
-        Command::Demo { data_dir } => {
-            let ledger = Ledger::open(&data_dir)?;
+        Command::Demo { data_dir, store } => {
+            let location = location(store, data_dir.clone());
+            let ledger = Ledger::open_at(&location, Some(&data_dir))?;
             match ledger.append_blocking(crate::demo::events(), true, crate::demo::DEMO_PRINCIPAL.into())? {
-                Appended::Created(r) => eprintln!("loaded {} demo events into {}", r.len(), data_dir.display()),
-                Appended::Retried(_) => eprintln!("the demo scenario is already in {}", data_dir.display()),
+                Appended::Created(r) => eprintln!("loaded {} demo events into {}", r.len(), location.describe()),
+                Appended::Retried(_) => eprintln!("the demo scenario is already in {}", location.describe()),
             }
             Ok(0)
         }
@@ -654,10 +684,11 @@ fn interval(s: &str) -> Result<f64, String> {
 }
 
 /// Every stored event, in seq order, to stdout in `format`.
-fn export(data_dir: &std::path::Path, format: ExportFormat, origin: &str) -> anyhow::Result<()> {
-    let store = open_existing(data_dir)?;
+fn export(location: &Location, format: ExportFormat, origin: &str) -> anyhow::Result<()> {
+    let store = open_existing(location)?;
+    let head = store.durable_head()?;
     let out = BufWriter::new(std::io::stdout().lock());
-    let events = store.scan(1).take(store.head().seq as usize);
+    let events = store.scan(1).take(head.seq as usize);
     match format {
         ExportFormat::Ndjson | ExportFormat::Cloudevents => {
             let mut out = out;
@@ -674,7 +705,7 @@ fn export(data_dir: &std::path::Path, format: ExportFormat, origin: &str) -> any
         }
         ExportFormat::Geojson => {
             let mut out = out;
-            let (projection, _) = crate::ledger::restore(&store).context("the log cannot be folded")?;
+            let (projection, _) = crate::ledger::restore(&*store, None).context("the log cannot be folded")?;
             let views = projection.location_views(
                 crate::projection::Point::default(),
                 &crate::projection::view::LocationFilter::default(),
@@ -696,19 +727,28 @@ fn export(data_dir: &std::path::Path, format: ExportFormat, origin: &str) -> any
     Ok(())
 }
 
-fn open_existing(dir: &std::path::Path) -> anyhow::Result<Store> {
-    if !dir.join("db").exists() {
-        bail!("{} holds no sitrep store", dir.display());
+/// Where a command's log is: `--store`, or sled in `--data-dir`.
+fn location(store: Option<String>, data_dir: PathBuf) -> Location {
+    store.as_deref().map_or(Location::Sled(data_dir), Location::parse)
+}
+
+fn open_existing(location: &Location) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(dir) = location.sled_dir() {
+        if !dir.join("db").exists() {
+            bail!("{} holds no sitrep store", dir.display());
+        }
     }
-    Store::open(dir).with_context(|| format!("cannot open the store in {} (is a server using it?)", dir.display()))
+    location
+        .open()
+        .with_context(|| format!("cannot open the store ({}; is a server using it?)", location.describe()))
 }
 
 fn audit(command: AuditCommand) -> anyhow::Result<i32> {
     use crate::auditor::Auditor;
     match command {
-        AuditCommand::Head { data_dir } => {
-            let store = open_existing(&data_dir)?;
-            let head = store.head();
+        AuditCommand::Head { data_dir, store } => {
+            let store = open_existing(&location(store, data_dir))?;
+            let head = store.durable_head()?;
             let root = store.frontier(head.seq)?.root();
             println!(
                 "{}",

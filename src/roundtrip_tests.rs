@@ -236,7 +236,10 @@ fn life_of_a_log(bodies: &[String]) -> Result<(), TestCaseError> {
     drop(ledger);
 
     let target = tmp.path().join("b");
-    let imported = Ledger::import(&target, lines.iter().map(|l| Ledger::import_line(l)));
+    let imported = Ledger::import(
+        &crate::store::Location::Sled(target.clone()),
+        lines.iter().map(|l| Ledger::import_line(l)),
+    );
     prop_assert!(imported.is_ok(), "import: {imported:?}");
     let restored = reopen(&target);
     prop_assert_eq!(served(&restored), before);

@@ -42,6 +42,8 @@ pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Where the log is, when not sled in `data_dir`.
+    pub store: Option<crate::store::Location>,
     pub listen: String,
     pub body_limit: usize,
     /// Time a client has to send a request body.
@@ -69,6 +71,7 @@ impl Settings {
     pub fn new(data_dir: PathBuf, listen: impl Into<String>) -> Settings {
         Settings {
             data_dir,
+            store: None,
             listen: listen.into(),
             body_limit: MAX_BODY_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -155,14 +158,18 @@ impl Application {
             None => None,
         };
         let dir = settings.data_dir.clone();
+        let location = (settings.store.clone()).unwrap_or_else(|| crate::store::Location::Sled(dir.clone()));
         let started = std::time::Instant::now();
-        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir))
-            .await
-            .context("opening the store")?
-            .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+        let ledger = {
+            let location = location.clone();
+            tokio::task::spawn_blocking(move || Ledger::open_at(&location, Some(&dir)))
+        }
+        .await
+        .context("opening the store")?
+        .with_context(|| format!("cannot open the store ({})", location.describe()))?;
         let ledger = Arc::new(ledger);
         tracing::info!(
-            data_dir = %settings.data_dir.display(),
+            store = %location.describe(),
             seq = ledger.read().head_seq(),
             millis = started.elapsed().as_millis() as u64,
             "log loaded and projections rebuilt"

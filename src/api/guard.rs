@@ -34,6 +34,8 @@ pub const REFUSALS_PER_PEER_PER_SECOND: u32 = 10;
 pub const REFUSAL_BURST_PER_PEER: u32 = 100;
 /// Peers the refusal limiter tracks before it forgets those back at a full budget.
 const MAX_TRACKED_PEERS: usize = 10_000;
+/// How long a read with `min_seq` waits for this server to fold that seq.
+pub const MIN_SEQ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The limiter of refused authentications, one budget per peer address.
 pub fn peer_limiter() -> PeerLimiter {
@@ -182,5 +184,24 @@ pub async fn guard(
         }
     }
     req.extensions_mut().insert(principal);
+    if matches!(need, Need::Read) {
+        if let Some(min_seq) = super::query::min_seq(req.query_string()) {
+            // Read your own writes through any server: wait until this one has
+            // folded the seq an append answered with.
+            if let Err(folded) = state.ledger.folded(min_seq, MIN_SEQ_WAIT).await {
+                return Ok(refuse(
+                    req,
+                    ApiError::new(
+                        Code::Unavailable,
+                        format!(
+                            "this server has folded the log up to seq {folded}; min_seq {min_seq} was not reached within {} s",
+                            MIN_SEQ_WAIT.as_secs()
+                        ),
+                    ),
+                    Some((RETRY_AFTER, "1".to_owned())),
+                ));
+            }
+        }
+    }
     Ok(next.call(req).await?.map_into_left_body())
 }

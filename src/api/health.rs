@@ -25,6 +25,9 @@ pub async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
             format!("storage fault: {fault}; appends are refused until the server is restarted with the fault fixed"),
         ));
     }
+    if let Err(e) = state.ledger.store().ready() {
+        return Err(ApiError::new(Code::Unavailable, format!("the store is not ready: {e}")));
+    }
     let seq = state.ledger.read().head_seq();
     let checkpoint_refused = state.checkpoints.as_ref().and_then(|c| c.refused());
     Ok(HttpResponse::Ok().json(Health {

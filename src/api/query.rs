@@ -19,7 +19,12 @@ impl Query {
             .map_err(|e| ApiError::new(Code::InvalidParameter, format!("the query string does not parse: {e}")))?;
         let mut map = HashMap::new();
         for (k, v) in pairs {
-            if !allowed.contains(&k.as_str()) {
+            if k == MIN_SEQ {
+                // Every route takes it; reads wait on it (`guard`).
+                if v.parse::<u64>().is_err() {
+                    return Err(ApiError::invalid_parameter(MIN_SEQ, "must be a seq: a whole number"));
+                }
+            } else if !allowed.contains(&k.as_str()) {
                 let known = if allowed.is_empty() {
                     "none".to_owned()
                 } else {
@@ -103,4 +108,17 @@ impl Query {
         }
         Ok(Point { as_of, at_seq })
     }
+}
+
+/// The parameter that makes a read wait until the server has folded a seq.
+pub const MIN_SEQ: &str = "min_seq";
+
+/// A well-formed `min_seq` in a query string (a malformed one is refused by
+/// `Query::parse`, with the route's other parameters).
+pub fn min_seq(raw: &str) -> Option<u64> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == MIN_SEQ)
+        .and_then(|(_, v)| v.parse().ok())
 }

@@ -122,7 +122,8 @@ async fn verify_checks_a_data_dir_offline_and_against_a_saved_head() {
     assert_eq!(caught.status.code(), Some(1), "{}", text(&caught.stderr));
 
     // A byte flipped inside the store is named by seq.
-    let store = sitrep::store::Store::open(&target).unwrap();
+    use sitrep::store::Store;
+    let store = sitrep::store::SledStore::open(&target).unwrap();
     let mut e7 = events[6].clone();
     e7["data"]["name"] = json!("Tampered");
     store.tamper_raw(7, e7.to_string().as_bytes()).unwrap();

@@ -1,0 +1,245 @@
+//! The writer thread: group commit, and following what other servers append.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::domain::event::StoredEvent;
+use crate::domain::fact::Fact;
+use crate::projection::Projection;
+use crate::store::{check_follows, corrupt, Staged, Store, StoreError};
+
+use super::plan::{Group, Plan, Request};
+use super::{leaf_of, AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
+
+/// Events folded per step when following other servers.
+const FOLLOW_CHUNK: u64 = 4096;
+
+pub(super) struct Writer {
+    pub store: Arc<dyn Store>,
+    pub projection: Arc<RwLock<Projection>>,
+    pub feed: broadcast::Sender<Arc<FeedItem>>,
+    /// The seq folded into the projection, for reads that wait on `min_seq`.
+    pub folded: watch::Sender<u64>,
+    /// A `Follow` job is queued; the wake-ups in between are the same one.
+    pub follow_queued: Arc<AtomicBool>,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Writer {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut group = Vec::new();
+            let mut follow = false;
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Stop => {
+                        stopping = true;
+                        break;
+                    }
+                    Job::Follow => follow = true,
+                    Job::Append {
+                        events: evs,
+                        batch,
+                        principal,
+                        reply,
+                    } => {
+                        events += evs.len();
+                        group.push(Request {
+                            events: evs,
+                            batch,
+                            principal,
+                            reply,
+                        });
+                    }
+                }
+                if events < MAX_GROUP_EVENTS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if follow {
+                self.follow_queued.store(false, Ordering::SeqCst);
+            }
+            if !group.is_empty() {
+                // Taking the write lock folds whatever others appended first.
+                self.commit_group(group);
+            } else if follow {
+                if let Err(e) = self.follow() {
+                    tracing::warn!(error = %e, "could not follow the log");
+                }
+            }
+        }
+        // Answer anything that raced with Stop.
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            if let Job::Append { reply, .. } = job {
+                let _ = reply.send(Err(AppendError::Unavailable("the server is shutting down".into())));
+            }
+        }
+    }
+
+    /// Fold what other servers appended, up to the head in storage now.
+    fn follow(&mut self) -> Result<(), StoreError> {
+        let head = self.store.durable_head()?;
+        self.catch_up(head.seq)
+    }
+
+    /// Fold the events after the projection's head up to `to`, each hash and
+    /// link checked, and pass them to the live feed.
+    fn catch_up(&mut self, to: u64) -> Result<(), StoreError> {
+        loop {
+            let (from, mut prev, mut tree) = {
+                let p = self.projection.read().expect("projection lock");
+                (p.head_seq() + 1, p.head_hash(), p.tree().clone())
+            };
+            if from > to {
+                return Ok(());
+            }
+            let want = (to + 1 - from).min(FOLLOW_CHUNK);
+            let mut folded: Vec<(StoredEvent, Fact)> = Vec::with_capacity(want as usize);
+            for r in self.store.records(from).take(want as usize) {
+                let r = r?;
+                let event = r.event()?;
+                if event.prev_hash != prev {
+                    return Err(corrupt(event.seq, "prev_hash does not match the hash before it"));
+                }
+                prev = event.hash;
+                let fact = Fact::from_bytes(r.fact()).map_err(|e| corrupt(event.seq, e))?;
+                tree.push(&leaf_of(&event));
+                folded.push((event, fact));
+            }
+            if (folded.len() as u64) < want {
+                return Err(corrupt(
+                    from + folded.len() as u64,
+                    "an event before the head is missing",
+                ));
+            }
+            {
+                let mut p = self.projection.write().expect("projection lock");
+                for (event, fact) in &folded {
+                    p.apply_fact(event.seq, fact)
+                        .map_err(|e| corrupt(event.seq, format!("the projection refuses it: {}", e.reason)))?;
+                }
+                let (last, _) = folded.last().expect("at least one");
+                p.set_head(&last.hash, &last.recorded_at);
+                p.set_tree(tree);
+            }
+            let last = &folded.last().expect("at least one").0;
+            self.last_recorded_at = Some(
+                self.last_recorded_at
+                    .map_or(last.recorded_at.at(), |t| t.max(last.recorded_at.at())),
+            );
+            self.folded.send_replace(last.seq);
+            self.publish(folded.iter().map(|(e, _)| e));
+        }
+    }
+
+    /// Hand committed events to the live feed's subscribers.
+    fn publish<'a>(&self, events: impl Iterator<Item = &'a StoredEvent>) {
+        if self.feed.receiver_count() > 0 {
+            for event in events {
+                let json = serde_json::to_string(event).expect("stored events serialize");
+                let _ = self.feed.send(Arc::new(FeedItem {
+                    event: event.clone(),
+                    json,
+                }));
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let refuse_all = |group: Vec<Request>, e: &StoreError| {
+            for r in group {
+                let _ = r.reply.send(Err(AppendError::Unavailable(e.to_string())));
+            }
+        };
+        // The write lock: from here until commit, no other writer appends.
+        let store = self.store.clone();
+        let lock = match store.begin() {
+            Ok(lock) => lock,
+            Err(e) => return refuse_all(group, &e),
+        };
+        // The rules hold against the log as of the head this lock holds, not
+        // against a projection that missed what other servers appended.
+        let stored = lock.head().seq;
+        let folded = self.projection.read().expect("projection lock").head_seq();
+        let caught_up = if stored > folded {
+            self.catch_up(stored)
+        } else if stored < folded {
+            Err(StoreError::Invariant(format!(
+                "the log in storage ends at seq {stored}, before the {folded} this server has folded"
+            )))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = caught_up {
+            tracing::error!(error = %e, "cannot fold the log before appending");
+            drop(lock);
+            return refuse_all(group, &e);
+        }
+
+        let (staged, tree, plans) = {
+            let base = self.projection.read().expect("projection lock");
+            let mut g = Group::new(&base, self.last_recorded_at);
+            let plans: Vec<Plan> = group.iter().map(|r| g.plan(r, &*self.store)).collect();
+            (std::mem::take(&mut g.staged), g.tree, plans)
+        };
+
+        let written = if staged.is_empty() {
+            drop(lock);
+            Ok(())
+        } else {
+            let started = std::time::Instant::now();
+            let w = check_follows(lock.head(), &staged).and_then(|()| lock.commit(&staged));
+            crate::metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+            crate::metrics::GROUP_EVENTS.observe(staged.len() as f64);
+            if w.is_ok() {
+                crate::metrics::APPENDED_EVENTS.inc_by(staged.len() as u64);
+            }
+            w.map(|_| ())
+        };
+        match &written {
+            Ok(()) if !staged.is_empty() => self.apply(&staged, tree),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, events = staged.len(), "append failed; nothing acknowledged"),
+        }
+
+        for (plan, r) in plans.into_iter().zip(group) {
+            let answer = match (plan, &written) {
+                (Plan::Answered(a), _) => a,
+                (Plan::RetryOfPending(receipts), Ok(())) => Ok(Appended::Retried(receipts)),
+                (Plan::Created(range), Ok(())) => Ok(Appended::Created(
+                    staged[range].iter().map(|s| s.event.receipt()).collect(),
+                )),
+                (_, Err(e)) => Err(AppendError::Unavailable(e.to_string())),
+            };
+            let _ = r.reply.send(answer);
+        }
+    }
+
+    /// Fold a durable group into the projection, then tell the feed.
+    fn apply(&mut self, staged: &[Staged], tree: crate::domain::integrity::MerkleFrontier) {
+        let mut projection = self.projection.write().expect("projection lock");
+        for s in staged {
+            if let Err(e) = projection.apply_fact(s.event.seq, &s.fact) {
+                // The writer checked every rule before writing; a refusal here
+                // means the projection and the log disagree.
+                panic!("durable event refused by the projection: {e}");
+            }
+        }
+        let last = &staged.last().expect("a group with events").event;
+        projection.set_head(&last.hash, &last.recorded_at);
+        projection.set_tree(tree);
+        drop(projection);
+        self.last_recorded_at = Some(last.recorded_at.at());
+        self.folded.send_replace(last.seq);
+        // Subscribers see an event only once it is durable and readable.
+        self.publish(staged.iter().map(|s| &s.event));
+    }
+}

@@ -1,0 +1,338 @@
+//! The sled backend: the embedded default, one process, one directory.
+//!
+//! One sled tree, `log`, holds these keys:
+//!
+//! | key                      | value                              |
+//! |--------------------------|------------------------------------|
+//! | `e` + seq (u64, BE)      | the event's record (`store::Record`) |
+//! | `h`                      | head: seq (u64, BE) + hash (32 B)  |
+//! | `m` + level (1 B) + index (u64, BE) | a perfect Merkle subtree's hash (32 B), for levels >= `STORED_NODE_LEVEL` |
+//! | `v`                      | the layout version (1 B)           |
+//!
+//! An append writes all of a group's keys with one `apply_batch`, which sled
+//! makes atomic across crashes, then calls `flush` and, because sled 0.34's flush
+//! ends in `sync_file_range` (no metadata, no device cache flush), an
+//! `fdatasync` of sled's log file. Only then does the caller acknowledge.
+//!
+//! Two quirks of sled stay here: its page cache keeps written pages until they
+//! are read (the read-back below), and after an I/O error it refuses every
+//! write, so a failed append latches a fault until a restart reopens the store.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    corrupt, head_after, Append, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError, LAYOUT,
+    STORED_NODE_LEVEL,
+};
+use crate::domain::hash::Hash;
+use crate::domain::integrity::NodeId;
+
+/// sled's segment size. With it, sled's inline threshold (a quarter segment) is
+/// far above any node that events of at most `MAX_EVENT_BYTES` can make, so sled
+/// never writes a blob file (sled 0.34 does not fsync blob files).
+const SEGMENT_SIZE: usize = 4 * 1024 * 1024;
+/// sled's page cache.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+const EVENT_PREFIX: u8 = b'e';
+const HEAD_KEY: &[u8] = b"h";
+const NODE_PREFIX: u8 = b'm';
+const LAYOUT_KEY: &[u8] = b"v";
+/// sled 0.34 counts a page against its cache only when the page is read, so
+/// the pages of an append-only log, written and never read, stayed in memory
+/// (about 2 KB per event: 2 GiB after a million appends, whatever the cache
+/// size). Every this many events the store reads back the ones it has written
+/// since the last time, which lets sled's cache evict them.
+const READ_BACK_EVENTS: u64 = 8192;
+
+pub struct SledStore {
+    db: sled::Db,
+    log: sled::Tree,
+    /// Our own handle on sled's log file, to fsync what `flush` wrote.
+    log_file: File,
+    dir: PathBuf,
+    /// The head; its lock is the log's write lock.
+    head: Mutex<Head>,
+    /// The last seq read back (see `READ_BACK_EVENTS`); guarded by `head`'s lock.
+    read_back: std::sync::atomic::AtomicU64,
+    /// Bumped by every write: a verdict about the store's contents holds while
+    /// this stays the same.
+    generation: std::sync::atomic::AtomicU64,
+    /// The storage fault that stopped appends, if any.
+    fault: Mutex<Option<String>>,
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut k = [EVENT_PREFIX; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn node_key(id: NodeId) -> [u8; 10] {
+    let mut k = [NODE_PREFIX; 10];
+    k[1] = id.level as u8;
+    k[2..].copy_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir`. Fails clearly when another process
+    /// holds it, the directory is unusable, or the store has another layout.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .segment_size(SEGMENT_SIZE)
+            .cache_capacity(CACHE_BYTES)
+            .use_compression(false)
+            .flush_every_ms(None)
+            .open()?;
+        let log = db.open_tree("log")?;
+        let head = match log.get(HEAD_KEY)? {
+            None => Head::genesis(),
+            Some(v) if v.len() == 40 => Head {
+                seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                hash: Hash::from_bytes(v[8..].try_into().expect("32 bytes")),
+            },
+            Some(_) => return Err(corrupt(0, "the head record is malformed")),
+        };
+        match log.get(LAYOUT_KEY)? {
+            Some(v) if v.as_ref() == [LAYOUT] => {}
+            None if head.seq == 0 => {
+                log.insert(LAYOUT_KEY, &[LAYOUT])?;
+            }
+            found => {
+                return Err(StoreError::Invariant(format!(
+                    "the store in {} has record layout {}, this version reads layout {LAYOUT}: export it with the version that wrote it and import the export",
+                    dir.display(),
+                    found.map_or("1".to_owned(), |v| format!("{v:?}"))
+                )))
+            }
+        }
+        // Make sure sled's files exist on disk and their directory entries are durable.
+        db.flush()?;
+        let log_file = File::open(dir.join("db"))?;
+        log_file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        Ok(SledStore {
+            db,
+            log,
+            log_file,
+            dir: dir.to_owned(),
+            read_back: std::sync::atomic::AtomicU64::new(head.seq),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            head: Mutex::new(head),
+            fault: Mutex::new(None),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Read back what was written since the last read-back, once there are
+    /// `READ_BACK_EVENTS` of it, so sled's cache can evict those pages.
+    fn read_back(&self, head: u64) {
+        use std::sync::atomic::Ordering;
+        let from = self.read_back.load(Ordering::Relaxed) + 1;
+        if head + 1 - from < READ_BACK_EVENTS {
+            return;
+        }
+        self.read_back.store(head, Ordering::Relaxed);
+        for r in self.log.range(event_key(from)..=event_key(head)) {
+            if r.is_err() {
+                return;
+            }
+        }
+        // The stored Merkle nodes those events completed.
+        for level in STORED_NODE_LEVEL..64 {
+            let (lo, hi) = ((from - 1) >> level, head >> level);
+            if lo >= hi {
+                break;
+            }
+            let _ = self
+                .log
+                .range(node_key(NodeId { level, index: lo })..node_key(NodeId { level, index: hi }))
+                .count();
+        }
+    }
+
+    /// flush, then fsync sled's log file: a real barrier, not `sync_file_range`.
+    fn sync(&self) -> Result<(), StoreError> {
+        // Every write ends here, so this is where the store's contents change.
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.flush()?;
+        self.log_file.sync_data()?;
+        Ok(())
+    }
+
+    /// Best effort to take back a batch whose flush failed, so the in-memory tree
+    /// matches what was acknowledged. If even this fails, later appends will be
+    /// refused by the invariant check against the head.
+    fn undo(&self, batch: &[Staged], head: &Head) {
+        let mut b = sled::Batch::default();
+        for s in batch {
+            b.remove(&event_key(s.event.seq));
+            for (node, _) in s.stored_nodes() {
+                b.remove(&node_key(*node));
+            }
+        }
+        if head.seq > 0 {
+            b.insert(HEAD_KEY, head_record(head));
+        } else {
+            b.remove(HEAD_KEY);
+        }
+        if let Err(e) = self.log.apply_batch(b) {
+            tracing::error!(error = %e, "could not undo a batch whose flush failed");
+        }
+    }
+
+    /// The raw bytes of every stored event, without decoding (for measuring).
+    pub fn raw_scan(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        self.log.range(event_key(1)..event_key(u64::MAX)).map(|r| {
+            let (k, v) = r?;
+            Ok((u64::from_be_bytes(k[1..9].try_into().expect("8 bytes")), v))
+        })
+    }
+}
+
+/// sled's write lock: the head's mutex.
+struct SledAppend<'a> {
+    store: &'a SledStore,
+    head: MutexGuard<'a, Head>,
+}
+
+impl Append for SledAppend<'_> {
+    fn head(&self) -> &Head {
+        &self.head
+    }
+
+    fn commit(mut self: Box<Self>, batch: &[Staged]) -> Result<Head, StoreError> {
+        let store = self.store;
+        if batch.is_empty() {
+            return Ok(self.head.clone());
+        }
+        let new_head = head_after(&self.head, batch);
+        let mut b = sled::Batch::default();
+        for s in batch {
+            b.insert(&event_key(s.event.seq), s.record());
+            for (node, hash) in s.stored_nodes() {
+                b.insert(&node_key(*node), hash);
+            }
+        }
+        b.insert(HEAD_KEY, head_record(&new_head));
+        let written = store
+            .log
+            .apply_batch(b)
+            .map_err(StoreError::from)
+            .and_then(|()| store.sync().inspect_err(|_| store.undo(batch, &self.head)));
+        if let Err(e) = written {
+            // sled refuses every write after an I/O error: stop appending until
+            // a restart reopens the store, rather than fail one group at a time.
+            *store.fault.lock().expect("fault lock") = Some(e.to_string());
+            return Err(e);
+        }
+        *self.head = new_head.clone();
+        store.read_back(new_head.seq);
+        Ok(new_head)
+    }
+}
+
+impl Store for SledStore {
+    fn describe(&self) -> String {
+        format!("sled in {}", self.dir.display())
+    }
+
+    fn head(&self) -> Head {
+        self.head.lock().expect("head lock").clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn begin(&self) -> Result<Box<dyn Append + '_>, StoreError> {
+        let head = self.head.lock().expect("head lock");
+        if let Some(fault) = self.fault() {
+            return Err(StoreError::Unavailable(format!(
+                "storage fault ({fault}); appends are refused until the server restarts"
+            )));
+        }
+        Ok(Box::new(SledAppend { store: self, head }))
+    }
+
+    fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        match self.log.get(event_key(seq))? {
+            None => Ok(None),
+            Some(value) => Record::new(seq, RecordBytes::Sled(value)).map(Some),
+        }
+    }
+
+    fn stored_node(&self, id: NodeId) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self
+            .log
+            .get(node_key(id))?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()))
+    }
+
+    fn raw_records(&self, from_seq: u64) -> RawRecords<'_> {
+        Box::new(
+            self.log
+                .range(event_key(from_seq.max(1))..event_key(u64::MAX))
+                .map(|r| {
+                    let (k, v) = r?;
+                    Ok((
+                        u64::from_be_bytes(k[1..9].try_into().expect("8 bytes")),
+                        RecordBytes::Sled(v),
+                    ))
+                }),
+        )
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().expect("fault lock").clone()
+    }
+
+    fn overwrite_record(&self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.log.insert(event_key(seq), record)?;
+        self.sync()
+    }
+}
+
+/// The storage floor, for `sitrep bench`: write `events` records of `payload`
+/// into a fresh sled tree configured as the store's, syncing exactly as an
+/// append does (flush, then fdatasync of sled's log file) once every
+/// `per_sync` records. Returns the time taken.
+pub fn storage_floor(
+    dir: &Path,
+    payload: &[u8],
+    events: usize,
+    per_sync: usize,
+) -> Result<std::time::Duration, StoreError> {
+    let store = SledStore::open(dir)?;
+    let started = std::time::Instant::now();
+    let mut seq = 0u64;
+    while (seq as usize) < events {
+        let mut b = sled::Batch::default();
+        for _ in 0..per_sync.min(events - seq as usize) {
+            seq += 1;
+            b.insert(&event_key(seq), payload);
+        }
+        store.log.apply_batch(b)?;
+        store.sync()?;
+    }
+    Ok(started.elapsed())
+}
+
+fn head_record(head: &Head) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(40);
+    rec.extend_from_slice(&head.seq.to_be_bytes());
+    rec.extend_from_slice(head.hash.as_bytes());
+    rec
+}
