@@ -10,8 +10,9 @@
 # 127.0.0.1, whatever cluster the machine may already run (which it leaves alone). It
 # refuses to run as root, so as root it runs as the `postgres` user. Tests log in as
 # `sitrep`, a role that may create databases but is not a superuser (as in production),
-# with a password made for this run; the superuser `postgres` is reachable only through
-# the unix socket in the temp dir.
+# with a password made for this run. The superuser `postgres` (for tools that install
+# roles, such as benches/message-db) has a password of its own, in POSTGRES_ADMIN_URL, a
+# shell variable that is not exported to the tests.
 
 # Tests run two servers with their pools and 64 concurrent clients at once.
 POSTGRES_MAX_CONNECTIONS=300
@@ -55,6 +56,11 @@ postgres_as_owner() {
   fi
 }
 
+# Letters and digits only: it goes into a URL as it is.
+postgres_password() {
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
+}
+
 postgres_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -80,10 +86,12 @@ postgres_start() {
   trap 'exit 143' TERM
   if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$POSTGRES_DIR"; fi
 
-  local password
-  password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  local password admin_password
+  password=$(postgres_password)
+  admin_password=$(postgres_password)
+  printf '%s\n' "$admin_password" >"$POSTGRES_DIR/pwfile"
   postgres_as_owner "$POSTGRES_BIN/initdb" --pgdata="$POSTGRES_DIR/data" --username=postgres \
-    --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
+    --pwfile="$POSTGRES_DIR/pwfile" --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
     >"$POSTGRES_DIR/initdb.log" 2>&1 || {
     cat "$POSTGRES_DIR/initdb.log" >&2
     return 1
@@ -114,5 +122,7 @@ EOF
   postgres_as_owner "$POSTGRES_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$POSTGRES_DIR" -p "$port" \
     -U postgres -d postgres -c "CREATE ROLE sitrep LOGIN CREATEDB PASSWORD '$password'"
   export SITREP_TEST_POSTGRES="postgres://sitrep:$password@127.0.0.1:$port/postgres"
+  # shellcheck disable=SC2034 # read by the scripts that source this one
+  POSTGRES_ADMIN_URL="postgres://postgres:$admin_password@127.0.0.1:$port/postgres"
   echo "$("$POSTGRES_BIN/postgres" --version) on 127.0.0.1:$port, data in $POSTGRES_DIR"
 }
