@@ -47,10 +47,11 @@ postgres_install() {
   if [[ -n $own_policy ]]; then $sudo_ rm -f "$policy"; fi
 }
 
-# Run a server binary as the user that may own the data directory.
+# Run a server binary as the user that may own the data directory (from `/`, which that
+# user may enter whatever the caller's directory).
 postgres_as_owner() {
   if [[ $(id -u) -eq 0 ]]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi

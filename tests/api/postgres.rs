@@ -281,7 +281,8 @@ impl PrivateCluster {
         } else {
             Command::new(path)
         };
-        command.stdin(Stdio::null());
+        // A directory the server's user may enter, whatever the tests' own directory.
+        command.current_dir(self.tmp.path()).stdin(Stdio::null());
         command
     }
 
