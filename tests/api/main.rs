@@ -25,6 +25,7 @@ mod postgres;
 mod process;
 mod reads;
 mod restart;
+mod scaleout;
 mod security;
 mod spec;
 mod stream;
