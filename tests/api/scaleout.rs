@@ -243,13 +243,16 @@ async fn an_append_through_one_server_reaches_the_other_servers_feed_once_and_it
     assert_eq!(body["code"], "invalid_parameter");
 }
 
+/// An acknowledged append: seq, hash, id.
+type Ack = (u64, String, String);
+
 /// Appends from `writers` tasks, alternating servers, until `stop`; each
 /// acknowledged receipt is kept.
 fn load(
     urls: Vec<String>,
     writers: usize,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<(Vec<(u64, String, String)>, usize)> {
+) -> tokio::task::JoinHandle<(Vec<Ack>, usize)> {
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -297,7 +300,7 @@ fn load(
 
 /// Every acknowledged append is in the log with its seq and hash, the log is
 /// gapless and verifies on every server, and the servers agree.
-async fn converged(servers: &[&ServerProcess], acked: &[(u64, String, String)]) -> u64 {
+async fn converged(servers: &[&ServerProcess], acked: &[Ack]) -> u64 {
     let client = reqwest::Client::new();
     let head = acked.iter().map(|a| a.0).max().unwrap_or(0);
     let mut logs = Vec::new();
