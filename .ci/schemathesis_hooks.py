@@ -343,3 +343,21 @@ def map_body(context, body):
     if isinstance(body, list):
         return [_nudge(e) for e in body]
     return _nudge(body)
+
+
+# ---------------------------------------------------------------------------
+# min_seq
+# ---------------------------------------------------------------------------
+
+
+@schemathesis.hook
+def map_query(context, query):
+    """Pin a generated `min_seq` to 0.
+
+    A `min_seq` beyond the head waits (`--min-seq-wait`) and then answers `503` by design
+    (CONTRACT section 14): which seqs are folded depends on the log, which no schema can
+    state. 0 is always folded; tests/api/scaleout.rs covers the wait and the 503.
+    """
+    if query and "min_seq" in query:
+        query["min_seq"] = 0
+    return query

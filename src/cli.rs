@@ -80,6 +80,10 @@ pub enum Command {
         /// The log's origin name, a URI-reference: the `source` of its CloudEvents.
         #[arg(long, env = "SITREP_ORIGIN", default_value = DEFAULT_ORIGIN, value_parser = parse_origin)]
         origin: String,
+        /// Seconds a read with `min_seq` waits for this server to fold that seq
+        /// before it answers `503` (with several servers on one database).
+        #[arg(long, env = "SITREP_MIN_SEQ_WAIT", default_value = "5", value_parser = interval)]
+        min_seq_wait: f64,
         /// The log's private key (from `sitrep key new`): sign checkpoints,
         /// served at GET /v1/audit/checkpoint. The key's name is the origin.
         #[arg(long, env = "SITREP_SIGNING_KEY")]
@@ -384,6 +388,7 @@ const CONFIG_KEYS: &[&str] = &[
     "signing_key",
     "checkpoint_interval",
     "origin",
+    "min_seq_wait",
 ];
 
 /// `sitrep key new`'s file without `--out`: a log's key.
@@ -471,6 +476,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             checkpoint_interval,
             witness,
             origin,
+            min_seq_wait,
         } => {
             let settings = Settings {
                 body_limit,
@@ -485,6 +491,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 witnesses: witness,
                 origin,
                 store: store.as_deref().map(Location::parse),
+                min_seq_wait: std::time::Duration::from_secs_f64(min_seq_wait),
                 ..Settings::new(data_dir, listen)
             };
             actix_web::rt::System::new().block_on(async move {

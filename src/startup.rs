@@ -44,6 +44,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Where the log is, when not sled in `data_dir`.
     pub store: Option<crate::store::Location>,
+    /// How long a read with `min_seq` waits for this server to fold it.
+    pub min_seq_wait: Duration,
     pub listen: String,
     pub body_limit: usize,
     /// Time a client has to send a request body.
@@ -72,6 +74,7 @@ impl Settings {
         Settings {
             data_dir,
             store: None,
+            min_seq_wait: crate::api::guard::MIN_SEQ_WAIT,
             listen: listen.into(),
             body_limit: MAX_BODY_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -207,6 +210,7 @@ impl Application {
             verifier: Arc::default(),
             tokens_reloaded: tokens_reloaded_rx,
             origin: settings.origin.clone(),
+            min_seq_wait: settings.min_seq_wait,
         });
         let server = api::serve(listener, state, settings.workers)?;
         tracing::info!(listen = %settings.listen, port, open = auth.is_none(), "serving");

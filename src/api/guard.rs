@@ -34,7 +34,8 @@ pub const REFUSALS_PER_PEER_PER_SECOND: u32 = 10;
 pub const REFUSAL_BURST_PER_PEER: u32 = 100;
 /// Peers the refusal limiter tracks before it forgets those back at a full budget.
 const MAX_TRACKED_PEERS: usize = 10_000;
-/// How long a read with `min_seq` waits for this server to fold that seq.
+/// How long a read with `min_seq` waits for this server to fold that seq,
+/// unless `--min-seq-wait` says otherwise.
 pub const MIN_SEQ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The limiter of refused authentications, one budget per peer address.
@@ -188,14 +189,14 @@ pub async fn guard(
         if let Some(min_seq) = super::query::min_seq(req.query_string()) {
             // Read your own writes through any server: wait until this one has
             // folded the seq an append answered with.
-            if let Err(folded) = state.ledger.folded(min_seq, MIN_SEQ_WAIT).await {
+            if let Err(folded) = state.ledger.folded(min_seq, state.min_seq_wait).await {
                 return Ok(refuse(
                     req,
                     ApiError::new(
                         Code::Unavailable,
                         format!(
                             "this server has folded the log up to seq {folded}; min_seq {min_seq} was not reached within {} s",
-                            MIN_SEQ_WAIT.as_secs()
+                            state.min_seq_wait.as_secs_f64()
                         ),
                     ),
                     Some((RETRY_AFTER, "1".to_owned())),

@@ -57,6 +57,8 @@ pub struct AppState {
     pub tokens_reloaded: tokio::sync::watch::Receiver<u64>,
     /// The log's origin name: the `source` of its CloudEvents (`--origin`).
     pub origin: String,
+    /// How long a read with `min_seq` waits for this server to fold it.
+    pub min_seq_wait: std::time::Duration,
 }
 
 pub const REQUEST_ID: &str = "x-request-id";

@@ -42,6 +42,7 @@ pub async fn spawn_with(tmp: Arc<TempDir>, configure: impl FnOnce(&mut Settings)
     let dir = tmp.path().join("data");
     let mut settings = Settings::new(dir.clone(), "127.0.0.1:0");
     settings.workers = 2;
+    settings.store = backend_store(&tmp);
     configure(&mut settings);
     let mut last_err = None;
     for _ in 0..100 {
@@ -68,6 +69,32 @@ pub async fn spawn_with(tmp: Arc<TempDir>, configure: impl FnOnce(&mut Settings)
         }
     }
     panic!("server did not start: {:?}", last_err);
+}
+
+/// With `SITREP_TEST_BACKEND=postgres`, the servers of these tests keep their
+/// logs in PostgreSQL: a database of its own per temp dir, so a restart on the
+/// same dir finds its log. (The databases live as long as the test server.)
+fn backend_store(tmp: &TempDir) -> Option<sitrep::store::Location> {
+    static DATABASES: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, String>>> =
+        std::sync::Mutex::new(None);
+    match std::env::var("SITREP_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {}
+        Ok("sled") | Err(_) => return None,
+        Ok(other) => panic!("SITREP_TEST_BACKEND={other}: sled or postgres"),
+    }
+    let mut dbs = DATABASES.lock().unwrap();
+    let url = dbs
+        .get_or_insert_with(Default::default)
+        .entry(tmp.path().to_owned())
+        .or_insert_with(|| {
+            let db =
+                crate::postgres::fresh_database().expect("SITREP_TEST_BACKEND=postgres needs SITREP_TEST_POSTGRES");
+            let url = db.url().to_owned();
+            std::mem::forget(db);
+            url
+        })
+        .clone();
+    Some(sitrep::store::Location::Postgres(url))
 }
 
 impl TestApp {
