@@ -207,6 +207,11 @@ pub enum Command {
         /// this many rows (new, again, then updated).
         #[arg(long, value_name = "ROWS")]
         acled: Option<u64>,
+        /// Measure durable appends on this PostgreSQL server, on one and on two
+        /// servers, and start-up on a large database (--scale-events). The
+        /// bench makes a database of its own there (the role needs CREATEDB).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Tree heads and proofs, for auditors.
     Audit {
@@ -614,6 +619,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             scale_locations,
             checkpoints,
             acled,
+            store,
         } => {
             crate::bench::run(crate::bench::Options {
                 server,
@@ -624,6 +630,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 scale_locations: scale_locations.max(1),
                 checkpoints,
                 acled_rows: acled,
+                store,
             })?;
             Ok(0)
         }

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use crate::domain::NewEvent;
 use crate::ledger::Ledger;
 
+mod postgres;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub server: Option<String>,
@@ -26,6 +28,8 @@ pub struct Options {
     pub checkpoints: bool,
     /// Measure only the ACLED import rate, with an export of this many rows.
     pub acled_rows: Option<u64>,
+    /// Measure sitrep on this PostgreSQL server instead (a database of its own).
+    pub store: Option<String>,
 }
 
 /// Locations the HTTP workloads write to and read from.
@@ -532,6 +536,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     if opts.checkpoints {
         return checkpoints(opts).await;
     }
+    if let Some(url) = &opts.store {
+        return postgres::run(&opts, url).await;
+    }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -788,41 +795,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             opts.scale_events, opts.scale_locations
         );
         let started = Instant::now();
-        {
-            let ledger = Ledger::open(&dir)?;
-            let setup: Vec<NewEvent> = setup_events(opts.scale_locations as usize, 100)
-                .iter()
-                .map(|v| NewEvent::from_json(v).map_err(|p| anyhow::anyhow!("{p:?}")))
-                .collect::<anyhow::Result<_>>()?;
-            for chunk in setup.chunks(1000) {
-                ledger.append(chunk.to_vec(), true, "bench".into()).await?;
-            }
-            // Two producers build batches while the ledger commits, so the log is
-            // written as fast as the writer goes.
-            let ledger = Arc::new(ledger);
-            let (events, locations) = (opts.scale_events, opts.scale_locations);
-            let mut producers = Vec::new();
-            for p in 0..2u64 {
-                let ledger = ledger.clone();
-                producers.push(tokio::spawn(async move {
-                    let mut i = p * 1000;
-                    while i < events {
-                        let n = 1000.min(events - i);
-                        let batch: Vec<NewEvent> = (i..i + n)
-                            .map(|k| NewEvent::from_json(&scale_event(k, locations, 100)).expect("valid scale event"))
-                            .collect();
-                        ledger.append(batch, true, "bench".into()).await?;
-                        i += 2000;
-                    }
-                    anyhow::Ok(())
-                }));
-            }
-            for p in producers {
-                p.await??;
-            }
-            let ledger = Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("the ledger is still shared"))?;
-            tokio::task::spawn_blocking(move || ledger.close()).await?;
-        }
+        write_scale_log(Ledger::open(&dir)?, opts.scale_events, opts.scale_locations).await?;
         let write_secs = started.elapsed().as_secs_f64();
         let total = opts.scale_events + opts.scale_locations + 100;
         eprintln!(
@@ -1254,6 +1227,44 @@ fn acled(opts: &Options, rows: u64) -> anyhow::Result<()> {
         println!("| {name} | {rate:.0} rows/s |");
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// Write the at-scale log through `ledger`: `locations` locations, 100 actors
+/// and `events` developments, as fast as the writer goes; then close it.
+async fn write_scale_log(ledger: Ledger, events: u64, locations: u64) -> anyhow::Result<()> {
+    let setup: Vec<NewEvent> = setup_events(locations as usize, 100)
+        .iter()
+        .map(|v| NewEvent::from_json(v).map_err(|p| anyhow::anyhow!("{p:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    for chunk in setup.chunks(1000) {
+        ledger.append(chunk.to_vec(), true, "bench".into()).await?;
+    }
+    // Two producers build batches while the ledger commits, so the log is
+    // written as fast as the writer goes.
+    let ledger = Arc::new(ledger);
+
+    let mut producers = Vec::new();
+    for p in 0..2u64 {
+        let ledger = ledger.clone();
+        producers.push(tokio::spawn(async move {
+            let mut i = p * 1000;
+            while i < events {
+                let n = 1000.min(events - i);
+                let batch: Vec<NewEvent> = (i..i + n)
+                    .map(|k| NewEvent::from_json(&scale_event(k, locations, 100)).expect("valid scale event"))
+                    .collect();
+                ledger.append(batch, true, "bench".into()).await?;
+                i += 2000;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for p in producers {
+        p.await??;
+    }
+    let ledger = Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("the ledger is still shared"))?;
+    tokio::task::spawn_blocking(move || ledger.close()).await?;
     Ok(())
 }
 
