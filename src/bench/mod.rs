@@ -525,20 +525,25 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(rows) = opts.acled_rows {
         return acled(&opts, rows);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    if let Some(url) = &opts.store {
+        return postgres::run(&opts, url);
+    }
+    runtime()?.block_on(run_async(opts))
+}
+
+/// The load generator's runtime.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    rt.block_on(run_async(opts))
+        .build()?)
 }
 
 async fn run_async(opts: Options) -> anyhow::Result<()> {
     if opts.checkpoints {
         return checkpoints(opts).await;
     }
-    if let Some(url) = &opts.store {
-        return postgres::run(&opts, url).await;
-    }
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

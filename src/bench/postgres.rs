@@ -110,8 +110,20 @@ async fn appends(servers: &[&str], conns: usize, secs: f64) -> Load {
     total
 }
 
-pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
+/// Make the bench's database, measure, drop the database. (The synchronous
+/// client does not run inside the load generator's runtime.)
+pub fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
     let db = BenchDb::create(admin)?;
+    // The log at scale goes into a database of its own.
+    let scale = if opts.scale_events > 0 {
+        Some(BenchDb::create(admin)?)
+    } else {
+        None
+    };
+    super::runtime()?.block_on(measure(opts, &db, scale.as_ref()))
+}
+
+async fn measure(opts: &super::Options, db: &BenchDb, scale: Option<&BenchDb>) -> anyhow::Result<()> {
     let tmp = super::tempfile_dir("sitrep-bench-pg")?;
     println!(
         "sitrep bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
@@ -164,7 +176,7 @@ pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
     }
     drop((a, b));
 
-    if opts.scale_events > 0 {
+    if let Some(db) = scale {
         eprintln!("at scale: writing {} events into PostgreSQL", opts.scale_events);
         let started = Instant::now();
         let ledger = tokio::task::spawn_blocking({
@@ -174,7 +186,7 @@ pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
         .await??;
         write_scale_log(ledger, opts.scale_events, opts.scale_locations).await?;
         let written = started.elapsed().as_secs_f64();
-        let total = opts.scale_events + opts.scale_locations + 100 + BENCH_LOCATIONS as u64 + 10;
+        let total = opts.scale_events + opts.scale_locations + 100;
         // A second server on that database: no checkpoint of its own, so it
         // folds the whole log from PostgreSQL before it binds.
         let mut startups = Vec::new();

@@ -9,13 +9,16 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::domain::event::StoredEvent;
 use crate::domain::fact::Fact;
 use crate::projection::Projection;
-use crate::store::{check_follows, corrupt, Staged, Store, StoreError};
+use crate::store::{check_follows, corrupt, Head, Staged, Store, StoreError};
 
 use super::plan::{Group, Plan, Request};
 use super::{leaf_of, AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
 
 /// Events folded per step when following other servers.
 const FOLLOW_CHUNK: u64 = 4096;
+/// Times a group is planned again because other servers appended first, before
+/// its requests are answered `503`. Each time, the others have made progress.
+const MAX_REPLANS: usize = 64;
 
 pub(super) struct Writer {
     pub store: Arc<dyn Store>,
@@ -66,13 +69,15 @@ impl Writer {
             if follow {
                 self.follow_queued.store(false, Ordering::SeqCst);
             }
-            if !group.is_empty() {
-                // Taking the write lock folds whatever others appended first.
-                self.commit_group(group);
-            } else if follow {
+            // Fold what others appended first, when told they did: a group
+            // planned without it would be refused and planned again.
+            if follow {
                 if let Err(e) = self.follow() {
                     tracing::warn!(error = %e, "could not follow the log");
                 }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
             }
         }
         // Answer anything that raced with Stop.
@@ -154,58 +159,45 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
-        let refuse_all = |group: Vec<Request>, e: &StoreError| {
-            for r in group {
-                let _ = r.reply.send(Err(AppendError::Unavailable(e.to_string())));
+        // Plan the group against the log as folded, and append it only if no
+        // other server appended meanwhile; if one did, fold what it appended
+        // (so the rules see it) and plan again.
+        let mut replans = 0;
+        let (staged, tree, plans, written) = loop {
+            let (base, staged, tree, plans) = {
+                let projection = self.projection.read().expect("projection lock");
+                let base = Head {
+                    seq: projection.head_seq(),
+                    hash: projection.head_hash(),
+                };
+                let mut g = Group::new(&projection, self.last_recorded_at);
+                let plans: Vec<Plan> = group.iter().map(|r| g.plan(r, &*self.store)).collect();
+                (base, std::mem::take(&mut g.staged), g.tree, plans)
+            };
+            let written = if staged.is_empty() {
+                Ok(())
+            } else {
+                let started = std::time::Instant::now();
+                let w = check_follows(&base, &staged).and_then(|()| self.store.append_after(&base, &staged));
+                crate::metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+                w.map(|_| ())
+            };
+            match written {
+                Err(StoreError::Moved { .. }) if replans < MAX_REPLANS => {
+                    replans += 1;
+                    if let Err(e) = self.follow() {
+                        break (staged, tree, plans, Err(e));
+                    }
+                }
+                written => break (staged, tree, plans, written),
             }
-        };
-        // The write lock: from here until commit, no other writer appends.
-        let store = self.store.clone();
-        let lock = match store.begin() {
-            Ok(lock) => lock,
-            Err(e) => return refuse_all(group, &e),
-        };
-        // The rules hold against the log as of the head this lock holds, not
-        // against a projection that missed what other servers appended.
-        let stored = lock.head().seq;
-        let folded = self.projection.read().expect("projection lock").head_seq();
-        let caught_up = if stored > folded {
-            self.catch_up(stored)
-        } else if stored < folded {
-            Err(StoreError::Invariant(format!(
-                "the log in storage ends at seq {stored}, before the {folded} this server has folded"
-            )))
-        } else {
-            Ok(())
-        };
-        if let Err(e) = caught_up {
-            tracing::error!(error = %e, "cannot fold the log before appending");
-            drop(lock);
-            return refuse_all(group, &e);
-        }
-
-        let (staged, tree, plans) = {
-            let base = self.projection.read().expect("projection lock");
-            let mut g = Group::new(&base, self.last_recorded_at);
-            let plans: Vec<Plan> = group.iter().map(|r| g.plan(r, &*self.store)).collect();
-            (std::mem::take(&mut g.staged), g.tree, plans)
-        };
-
-        let written = if staged.is_empty() {
-            drop(lock);
-            Ok(())
-        } else {
-            let started = std::time::Instant::now();
-            let w = check_follows(lock.head(), &staged).and_then(|()| lock.commit(&staged));
-            crate::metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
-            crate::metrics::GROUP_EVENTS.observe(staged.len() as f64);
-            if w.is_ok() {
-                crate::metrics::APPENDED_EVENTS.inc_by(staged.len() as u64);
-            }
-            w.map(|_| ())
         };
         match &written {
-            Ok(()) if !staged.is_empty() => self.apply(&staged, tree),
+            Ok(()) if !staged.is_empty() => {
+                crate::metrics::GROUP_EVENTS.observe(staged.len() as f64);
+                crate::metrics::APPENDED_EVENTS.inc_by(staged.len() as u64);
+                self.apply(&staged, tree);
+            }
             Ok(()) => {}
             Err(e) => tracing::error!(error = %e, events = staged.len(), "append failed; nothing acknowledged"),
         }

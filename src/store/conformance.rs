@@ -264,10 +264,10 @@ fn the_stored_merkle_nodes_are_the_tree_of_the_events() {
 }
 
 #[test]
-fn the_write_lock_holds_off_a_second_writer_until_the_first_commits() {
+fn an_append_planned_on_a_head_that_moved_is_refused_and_leaves_nothing() {
     each_backend(|b| {
         // Two handles on one log where the backend allows it (two servers on
-        // one database); one handle shared by two threads otherwise.
+        // one database); one handle otherwise.
         let first = b.open();
         let second = if b.name() == "postgres" {
             b.open()
@@ -275,47 +275,77 @@ fn the_write_lock_holds_off_a_second_writer_until_the_first_commits() {
             first.clone()
         };
         let mut tree = MerkleFrontier::default();
-        let lock = first.begin().expect("locks");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = {
-            let second = second.clone();
-            std::thread::spawn(move || {
-                let lock = second.begin().expect("locks");
-                let seen = lock.head().clone();
-                drop(lock);
-                tx.send(seen).expect("sends");
-            })
-        };
-        // The second writer is still waiting while the first holds the lock.
+        let base = Head::genesis();
+        let mine = events_after(&base, 2, &mut tree.clone());
+        let theirs = events_after(&base, 3, &mut tree);
+        second
+            .append_after(&base, &theirs)
+            .expect("the first append after genesis");
+        let refused = first.append_after(&base, &mine);
         assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
-            "{}: a second writer got the lock while the first held it",
+            matches!(refused, Err(StoreError::Moved { planned: 0 })),
+            "{}: {refused:?}",
             b.name()
         );
-        let batch = events_after(lock.head(), 2, &mut tree);
-        let head = lock.commit(&batch).expect("commits");
-        let seen = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the second writer gets the lock");
-        waiter.join().expect("joins");
-        assert_eq!(seen, head, "{}: the second writer sees the first one's head", b.name());
+        let hashes: Vec<Hash> = first.scan(1).map(|e| e.expect("checks").hash).collect();
+        let theirs: Vec<Hash> = theirs.iter().map(|s| s.event.hash).collect();
+        assert_eq!(hashes, theirs, "{}: the refused batch left nothing", b.name());
     });
 }
 
 #[test]
-fn a_lock_dropped_without_commit_writes_nothing_and_releases() {
+fn concurrent_writers_that_replan_on_a_moved_head_make_one_gapless_chain() {
+    const WRITERS: usize = 4;
+    const EACH: usize = 15;
     each_backend(|b| {
-        let store = b.open();
+        let shared = b.open();
+        let handles: Vec<Arc<dyn Store>> = (0..WRITERS)
+            .map(|_| {
+                if b.name() == "postgres" {
+                    b.open()
+                } else {
+                    shared.clone()
+                }
+            })
+            .collect();
+        let threads: Vec<_> = handles
+            .into_iter()
+            .map(|store| {
+                std::thread::spawn(move || {
+                    let mut written = Vec::new();
+                    while written.len() < EACH {
+                        let base = store.durable_head().expect("reads");
+                        let mut tree = store.frontier(base.seq).expect("the frontier reads");
+                        let batch = events_after(&base, 1, &mut tree);
+                        match store.append_after(&base, &batch) {
+                            Ok(head) => written.push(head.seq),
+                            Err(StoreError::Moved { .. }) => {}
+                            Err(e) => panic!("append: {e}"),
+                        }
+                    }
+                    written
+                })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in threads {
+            seqs.extend(t.join().expect("joins"));
+        }
+        seqs.sort_unstable();
+        let all = (WRITERS * EACH) as u64;
+        assert_eq!(
+            seqs,
+            (1..=all).collect::<Vec<_>>(),
+            "{}: every append got a seq of its own",
+            b.name()
+        );
+        let scanned: Vec<u64> = shared.scan(1).map(|e| e.expect("links check").seq).collect();
+        assert_eq!(scanned, seqs, "{}", b.name());
         let mut tree = MerkleFrontier::default();
-        store
-            .append(&events_after(&Head::genesis(), 1, &mut tree))
-            .expect("appends");
-        let lock = store.begin().expect("locks");
-        drop(lock);
-        let lock = store.begin().expect("locks again");
-        assert_eq!(lock.head().seq, 1, "{}", b.name());
-        drop(lock);
-        assert_eq!(all_records(&*store).len(), 1, "{}", b.name());
+        for e in shared.scan(1) {
+            tree.push(e.expect("reads").hash.as_bytes());
+        }
+        assert_eq!(shared.frontier(all).expect("reads").root(), tree.root(), "{}", b.name());
     });
 }
 

@@ -53,6 +53,10 @@ pub enum StoreError {
     Corrupt { seq: u64, reason: String },
     #[error("refused to write: {0}")]
     Invariant(String),
+    /// Another writer appended after the head the batch was planned on;
+    /// nothing was written.
+    #[error("the log's head moved past seq {planned} before the append; nothing was written")]
+    Moved { planned: u64 },
 }
 
 pub(crate) fn corrupt(seq: u64, reason: impl Into<String>) -> StoreError {
@@ -274,22 +278,8 @@ impl Record {
     }
 }
 
-/// The log's write lock, held from `Store::begin` until `commit` or drop. While
-/// it is held no other writer, in this process or another, can append.
-pub trait Append {
-    /// The durable head as of taking the lock: the events any other writer
-    /// committed before are in the store.
-    fn head(&self) -> &Head;
-
-    /// Write `batch` after the head, atomically and durably, and release the
-    /// lock. On `Ok`, every event is on stable storage. On `Err`, nothing of
-    /// the batch is visible in the store. `batch` must follow the head
-    /// (`check_follows`); the shared code checks that before handing it over.
-    fn commit(self: Box<Self>, batch: &[Staged]) -> Result<Head, StoreError>;
-}
-
 /// What every backend provides. Reads may run on any thread, async runtimes
-/// included; `begin` and `commit` run on the writer's thread.
+/// included; appends run on the writer's thread.
 pub trait Store: Send + Sync {
     /// Where the log is, for messages ("sled in /var/lib/sitrep").
     fn describe(&self) -> String;
@@ -307,8 +297,14 @@ pub trait Store: Send + Sync {
     /// generation saw the same contents.
     fn generation(&self) -> u64;
 
-    /// Take the log's write lock.
-    fn begin(&self) -> Result<Box<dyn Append + '_>, StoreError>;
+    /// Append `batch` after `base`, atomically and durably, provided `base` is
+    /// still the head of the log. A writer checks a group's rules against the
+    /// log as it has folded it, up to `base`; if another writer appended since,
+    /// the store refuses the group (`Moved`), and the writer folds what was
+    /// appended and plans the group again. On `Ok`, every event is on stable
+    /// storage. On `Err`, nothing of the batch is visible in the store. `batch`
+    /// must follow `base` (`check_follows`), which the callers check.
+    fn append_after(&self, base: &Head, batch: &[Staged]) -> Result<Head, StoreError>;
 
     /// The record at `seq`, unchecked.
     fn record(&self, seq: u64) -> Result<Option<Record>, StoreError>;
@@ -349,9 +345,9 @@ pub trait Store: Send + Sync {
 
     /// Append `batch` after the head it must follow (an import, a test).
     fn append(&self, batch: &[Staged]) -> Result<Head, StoreError> {
-        let lock = self.begin()?;
-        check_follows(lock.head(), batch)?;
-        lock.commit(batch)
+        let base = self.durable_head()?;
+        check_follows(&base, batch)?;
+        self.append_after(&base, batch)
     }
 
     /// The event at `seq`, its hash re-checked.

@@ -11,13 +11,14 @@
 //!
 //! **Seqs gapless and in commit order across servers.** A sequence or
 //! `bigserial` hands out numbers before commit, so it leaves gaps (rolled back
-//! transactions) and lets a later number commit first. Instead an append
-//! locks the one `head` row (`SELECT … FOR UPDATE`) at the start of its
-//! transaction, and the writer then checks every rule against the log as of
-//! that head (after folding what other servers appended), numbers its group
-//! from it, inserts the events and their Merkle nodes, moves the head and
-//! commits, with `synchronous_commit` on. Each writer commits a whole group
-//! per transaction, so the lock costs one round trip per group, not per event.
+//! transactions) and lets a later number commit first. Instead a writer
+//! checks a group's rules against the log it has folded, numbers the group
+//! from that head, and appends it with one statement (`APPEND`) that locks
+//! the one `head` row and writes only if the head is still that one: the
+//! events, their Merkle nodes and the new head, committed together with
+//! `synchronous_commit` on. If another server appended first, nothing is
+//! written; the writer folds what it appended and plans the group again. One
+//! statement per group: one round trip and one commit, however many events.
 //!
 //! **Following.** Each commit sends `NOTIFY sitrep_log`; a listener thread
 //! wakes the server's writer, which folds every event up to the `head` row.
@@ -39,7 +40,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
-use super::{corrupt, head_after, Append, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError};
+use super::{corrupt, head_after, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError};
 use crate::domain::hash::Hash;
 use crate::domain::integrity::NodeId;
 
@@ -105,10 +106,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 struct Session {
     client: Client,
     statements: std::collections::HashMap<&'static str, Statement>,
-    /// The writer's transaction is open on this connection. A connection
-    /// opened since has none, so a commit after a reconnect cannot write
-    /// outside the lock.
-    in_transaction: bool,
 }
 
 impl Session {
@@ -175,7 +172,6 @@ impl Connections {
                     *session = Some(Session {
                         client,
                         statements: Default::default(),
-                        in_transaction: false,
                     });
                 }
                 let s = session.as_mut().expect("connected");
@@ -262,8 +258,9 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("sitrep");
         }
-        // A 2xx means committed on stable storage, whatever the database's default.
-        config.options("-c synchronous_commit=on");
+        // A 2xx means committed on stable storage, whatever the database's
+        // default; and the notices of an idempotent migration are no news.
+        config.options("-c synchronous_commit=on -c client_min_messages=warning");
         let writer = Connections::start(&config, 1, "writer")?;
         let readers = Connections::start(&config, READ_CONNECTIONS, "read")?;
         let head = writer.run(|s| {
@@ -333,120 +330,27 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.commit().map_err(pg_err)
 }
 
-/// The write lock: an open transaction on the writer's connection holding the
-/// `head` row.
-struct PgAppend<'a> {
-    store: &'a PgStore,
-    head: Head,
-    open: bool,
-}
-
-impl Append for PgAppend<'_> {
-    fn head(&self) -> &Head {
-        &self.head
-    }
-
-    fn commit(mut self: Box<Self>, batch: &[Staged]) -> Result<Head, StoreError> {
-        self.open = false;
-        let new_head = head_after(&self.head, batch);
-        if batch.is_empty() {
-            self.store.writer.run(rollback)?;
-            return Ok(new_head);
-        }
-        let mut rows = EventRows::default();
-        for s in batch {
-            rows.seq.push(as_i64(s.event.seq)?);
-            rows.id.push(s.event.id);
-            rows.hash.push(s.event.hash.as_bytes().to_vec());
-            rows.prev_hash.push(s.event.prev_hash.as_bytes().to_vec());
-            rows.fact.push(s.fact.to_bytes());
-            rows.canonical.push(s.canonical.clone());
-            for (node, hash) in s.stored_nodes() {
-                rows.node_level.push(node.level as i16);
-                rows.node_index.push(as_i64(node.index)?);
-                rows.node_hash.push(hash.to_vec());
-            }
-        }
-        let head_seq = as_i64(new_head.seq)?;
-        let base_seq = as_i64(self.head.seq)?;
-        let head_hash = new_head.hash.as_bytes().to_vec();
-        let answer = self.store.writer.run(move |s| {
-            if !std::mem::take(&mut s.in_transaction) {
-                return Err(unavailable("the connection holding the write lock was lost"));
-            }
-            let written = (|| {
-                let st = s.statement(
-                    "WITH e AS (
-                         INSERT INTO sitrep.events (seq, id, hash, prev_hash, fact, canonical)
-                         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[])
-                     ), n AS (
-                         INSERT INTO sitrep.nodes (level, index, hash)
-                         SELECT * FROM unnest($7::smallint[], $8::bigint[], $9::bytea[])
-                     )
-                     UPDATE sitrep.head SET seq = $10, hash = $11 WHERE seq = $12
-                     RETURNING pg_notify('sitrep_log', seq::text)",
-                )?;
-                let updated = s.client.query(
-                    &st,
-                    &[
-                        &rows.seq,
-                        &rows.id,
-                        &rows.hash,
-                        &rows.prev_hash,
-                        &rows.fact,
-                        &rows.canonical,
-                        &rows.node_level,
-                        &rows.node_index,
-                        &rows.node_hash,
-                        &head_seq,
-                        &head_hash,
-                        &base_seq,
-                    ],
-                )?;
-                if updated.len() != 1 {
-                    s.client.batch_execute("ROLLBACK")?;
-                    return Ok(updated.len());
-                }
-                s.client.batch_execute("COMMIT")?;
-                Ok(1)
-            })();
-            if written.is_err() && !s.client.is_closed() {
-                let _ = s.client.batch_execute("ROLLBACK");
-            }
-            let rows = written.map_err(pg_err)?;
-            if rows != 1 {
-                return Err(StoreError::Invariant(
-                    "the head moved under the write lock; nothing was written".into(),
-                ));
-            }
-            Ok(())
-        });
-        match answer {
-            Ok(()) => {
-                self.store.generation.fetch_add(1, Ordering::SeqCst);
-                self.store.set_head(&new_head);
-                Ok(new_head)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl Drop for PgAppend<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.store.writer.run(rollback);
-        }
-    }
-}
-
-/// End the writer's transaction without writing.
-fn rollback(s: &mut Session) -> Result<(), StoreError> {
-    if std::mem::take(&mut s.in_transaction) {
-        s.client.batch_execute("ROLLBACK").map_err(pg_err)?;
-    }
-    Ok(())
-}
+/// A group's append: one statement, so one round trip and one commit. It locks
+/// the `head` row and goes on only if the head is still the one the group was
+/// planned on; if another server's append got the lock first, PostgreSQL
+/// re-reads the row once that append commits, the seq no longer matches, and
+/// nothing is written. The statement runs as its own transaction, committed
+/// (and, with `synchronous_commit` on, flushed) before the server says it is
+/// ready for the next query, which is when the client returns.
+const APPEND: &str = "WITH h AS (
+         SELECT seq FROM sitrep.head WHERE seq = $12 FOR UPDATE
+     ), e AS (
+         INSERT INTO sitrep.events (seq, id, hash, prev_hash, fact, canonical)
+         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[])
+         WHERE EXISTS (SELECT 1 FROM h)
+     ), n AS (
+         INSERT INTO sitrep.nodes (level, index, hash)
+         SELECT * FROM unnest($7::smallint[], $8::bigint[], $9::bytea[])
+         WHERE EXISTS (SELECT 1 FROM h)
+     )
+     UPDATE sitrep.head SET seq = $10, hash = $11
+     WHERE seq = $12 AND EXISTS (SELECT 1 FROM h)
+     RETURNING pg_notify('sitrep_log', seq::text)";
 
 /// An append's rows, as arrays for one `INSERT … SELECT unnest(…)`.
 #[derive(Default)]
@@ -503,24 +407,60 @@ impl Store for PgStore {
         self.generation.load(Ordering::SeqCst)
     }
 
-    fn begin(&self) -> Result<Box<dyn Append + '_>, StoreError> {
-        let head = self.writer.run(|s| {
-            // A transaction left open by a caller that went away ends here.
-            rollback(s)?;
-            s.client.batch_execute("BEGIN").map_err(pg_err)?;
-            s.in_transaction = true;
-            let head = read_head(s, true);
-            if head.is_err() {
-                let _ = rollback(s);
+    fn append_after(&self, base: &Head, batch: &[Staged]) -> Result<Head, StoreError> {
+        let new_head = head_after(base, batch);
+        if batch.is_empty() {
+            return Ok(new_head);
+        }
+        let mut rows = EventRows::default();
+        for s in batch {
+            rows.seq.push(as_i64(s.event.seq)?);
+            rows.id.push(s.event.id);
+            rows.hash.push(s.event.hash.as_bytes().to_vec());
+            rows.prev_hash.push(s.event.prev_hash.as_bytes().to_vec());
+            rows.fact.push(s.fact.to_bytes());
+            rows.canonical.push(s.canonical.clone());
+            for (node, hash) in s.stored_nodes() {
+                rows.node_level.push(node.level as i16);
+                rows.node_index.push(as_i64(node.index)?);
+                rows.node_hash.push(hash.to_vec());
             }
-            head
+        }
+        let (head_seq, head_hash, base_seq) = (
+            as_i64(new_head.seq)?,
+            new_head.hash.as_bytes().to_vec(),
+            as_i64(base.seq)?,
+        );
+        let updated = self.writer.run(move |s| {
+            let st = s.statement(APPEND).map_err(pg_err)?;
+            let rows = s
+                .client
+                .query(
+                    &st,
+                    &[
+                        &rows.seq,
+                        &rows.id,
+                        &rows.hash,
+                        &rows.prev_hash,
+                        &rows.fact,
+                        &rows.canonical,
+                        &rows.node_level,
+                        &rows.node_index,
+                        &rows.node_hash,
+                        &head_seq,
+                        &head_hash,
+                        &base_seq,
+                    ],
+                )
+                .map_err(pg_err)?;
+            Ok(rows.len())
         })?;
-        self.set_head(&head);
-        Ok(Box::new(PgAppend {
-            store: self,
-            head,
-            open: true,
-        }))
+        if updated != 1 {
+            return Err(StoreError::Moved { planned: base.seq });
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.set_head(&new_head);
+        Ok(new_head)
     }
 
     fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {

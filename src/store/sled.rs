@@ -20,11 +20,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use super::{
-    corrupt, head_after, Append, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError, LAYOUT,
-    STORED_NODE_LEVEL,
+    corrupt, head_after, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError, LAYOUT, STORED_NODE_LEVEL,
 };
 use crate::domain::hash::Hash;
 use crate::domain::integrity::NodeId;
@@ -53,7 +52,7 @@ pub struct SledStore {
     /// Our own handle on sled's log file, to fsync what `flush` wrote.
     log_file: File,
     dir: PathBuf,
-    /// The head; its lock is the log's write lock.
+    /// The head; its lock is held for the length of an append.
     head: Mutex<Head>,
     /// The last seq read back (see `READ_BACK_EVENTS`); guarded by `head`'s lock.
     read_back: std::sync::atomic::AtomicU64,
@@ -198,48 +197,6 @@ impl SledStore {
     }
 }
 
-/// sled's write lock: the head's mutex.
-struct SledAppend<'a> {
-    store: &'a SledStore,
-    head: MutexGuard<'a, Head>,
-}
-
-impl Append for SledAppend<'_> {
-    fn head(&self) -> &Head {
-        &self.head
-    }
-
-    fn commit(mut self: Box<Self>, batch: &[Staged]) -> Result<Head, StoreError> {
-        let store = self.store;
-        if batch.is_empty() {
-            return Ok(self.head.clone());
-        }
-        let new_head = head_after(&self.head, batch);
-        let mut b = sled::Batch::default();
-        for s in batch {
-            b.insert(&event_key(s.event.seq), s.record());
-            for (node, hash) in s.stored_nodes() {
-                b.insert(&node_key(*node), hash);
-            }
-        }
-        b.insert(HEAD_KEY, head_record(&new_head));
-        let written = store
-            .log
-            .apply_batch(b)
-            .map_err(StoreError::from)
-            .and_then(|()| store.sync().inspect_err(|_| store.undo(batch, &self.head)));
-        if let Err(e) = written {
-            // sled refuses every write after an I/O error: stop appending until
-            // a restart reopens the store, rather than fail one group at a time.
-            *store.fault.lock().expect("fault lock") = Some(e.to_string());
-            return Err(e);
-        }
-        *self.head = new_head.clone();
-        store.read_back(new_head.seq);
-        Ok(new_head)
-    }
-}
-
 impl Store for SledStore {
     fn describe(&self) -> String {
         format!("sled in {}", self.dir.display())
@@ -253,14 +210,42 @@ impl Store for SledStore {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn begin(&self) -> Result<Box<dyn Append + '_>, StoreError> {
-        let head = self.head.lock().expect("head lock");
+    fn append_after(&self, base: &Head, batch: &[Staged]) -> Result<Head, StoreError> {
+        let mut head = self.head.lock().expect("head lock");
         if let Some(fault) = self.fault() {
             return Err(StoreError::Unavailable(format!(
                 "storage fault ({fault}); appends are refused until the server restarts"
             )));
         }
-        Ok(Box::new(SledAppend { store: self, head }))
+        if *head != *base {
+            return Err(StoreError::Moved { planned: base.seq });
+        }
+        if batch.is_empty() {
+            return Ok(head.clone());
+        }
+        let new_head = head_after(&head, batch);
+        let mut b = sled::Batch::default();
+        for s in batch {
+            b.insert(&event_key(s.event.seq), s.record());
+            for (node, hash) in s.stored_nodes() {
+                b.insert(&node_key(*node), hash);
+            }
+        }
+        b.insert(HEAD_KEY, head_record(&new_head));
+        let written = self
+            .log
+            .apply_batch(b)
+            .map_err(StoreError::from)
+            .and_then(|()| self.sync().inspect_err(|_| self.undo(batch, &head)));
+        if let Err(e) = written {
+            // sled refuses every write after an I/O error: stop appending until
+            // a restart reopens the store, rather than fail one group at a time.
+            *self.fault.lock().expect("fault lock") = Some(e.to_string());
+            return Err(e);
+        }
+        *head = new_head.clone();
+        self.read_back(new_head.seq);
+        Ok(new_head)
     }
 
     fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
