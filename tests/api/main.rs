@@ -21,6 +21,7 @@ mod map;
 mod merkle;
 mod model;
 mod old_log;
+mod powercut;
 mod process;
 mod reads;
 mod restart;
