@@ -228,19 +228,18 @@ async fn snapshot(server: &ServerProcess) -> Vec<Value> {
     out
 }
 
-/// Register the actor and the locations the writers of `load` name; their receipts.
-pub(crate) async fn seed(server: &ServerProcess) -> Vec<Value> {
+/// Register the actor and the locations the writers of `load` name; their
+/// receipts, or `None` when the server died before answering.
+pub(crate) async fn seed(server: &ServerProcess) -> Option<Vec<Value>> {
     let setup = json!([
         actor("saa"),
         location("crash-a", None),
         location("crash-b", None),
         location("crash-c", None)
     ]);
-    let (s, receipts) = post(&reqwest::Client::new(), &server.url("/v1/events"), &setup)
-        .await
-        .unwrap();
+    let (s, receipts) = post(&reqwest::Client::new(), &server.url("/v1/events"), &setup).await?;
     assert_eq!(s, 201, "{receipts}");
-    receipts.as_array().unwrap().clone()
+    Some(receipts.as_array().unwrap().clone())
 }
 
 pub async fn crash_rounds(rounds: usize) -> (usize, u64) {
@@ -249,7 +248,7 @@ pub async fn crash_rounds(rounds: usize) -> (usize, u64) {
     let acked: Acked = Arc::default();
     {
         let server = ServerProcess::start(&data, &[]);
-        seed(&server).await;
+        seed(&server).await.expect("the seed is acknowledged");
     }
     let mut head = 0;
     for round in 0..rounds {

@@ -1,11 +1,12 @@
 //! Power cuts (CONTRACT section 15): the real binary on `lazyfs`, a file system
 //! that forgets every byte and every name not fsynced, under the crash test's
 //! concurrent writers (single events, batches, retried ids, `expected_version`
-//! writes). Each round kills the server with SIGKILL and cuts the power; the
-//! server must then start on what a disk would hold, with every acknowledged
-//! event at its seq with its hash, and the chain and the Merkle tree verifying.
-//! A `kill -9` alone cannot show a missing fsync: the page cache outlives the
-//! process, it does not outlive a power cut.
+//! writes). Each round cuts the power at a random write, rename, unlink or sync
+//! of the server's start or of the load, killing the server with SIGKILL before
+//! that operation is answered; the server must then start on what a disk would
+//! hold, with every acknowledged event at its seq with its hash, and the chain
+//! and the Merkle tree verifying. A `kill -9` alone cannot show a missing
+//! fsync: the page cache outlives the process, it does not outlive a power cut.
 //!
 //! The control runs the same store on a disk that ignores `fdatasync`, the
 //! barrier the store adds after sled's flush, and shows the same check
@@ -15,21 +16,31 @@ mod lazyfs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 
 use crate::crash::{check, load, seed, Acked};
 use crate::process::*;
-use lazyfs::{Disk, Sync};
+use lazyfs::{Cut, Disk, Sync};
 
 /// Power cuts in the default run.
 const CUTS: usize = 10;
 /// Concurrent writers, of the four kinds `crash::load` has.
 const WRITERS: usize = 8;
-/// How long the writers run before a cut, in ms (chosen at random in this range).
-const LOAD_MS: std::ops::Range<u64> = 150..700;
+/// The changing operation a cut comes at is chosen at random in one of these
+/// ranges. A start takes 10 to 30 (sled's recovery writes a snapshot and
+/// renames it over the last, the store syncs its files and directories), so
+/// every third cut falls in the start or the first appends; the writers make
+/// some 300 to 500 a second.
+const START_CUT_AT: std::ops::RangeInclusive<u64> = 1..=30;
+const LOAD_CUT_AT: std::ops::RangeInclusive<u64> = 1..=400;
+/// The control's cut: well after its start and seed.
+const CONTROL_CUT_AT: u64 = 300;
+/// The writers stop at the latest after this long (then the server is killed
+/// and the power cut after the fact).
+const LOAD_LIMIT: Duration = Duration::from_secs(3);
 
 /// A temp dir holding the disk (`backing`) and where it is mounted.
 struct Rig {
@@ -41,12 +52,12 @@ struct Rig {
 impl Rig {
     /// A rig with the disk mounted, or `None` (after saying why) when this
     /// machine cannot mount FUSE and CI is not set; with CI set, that fails.
-    fn new(sync: Sync) -> Option<Rig> {
+    fn new(sync: Sync, cut_at: Option<u64>) -> Option<Rig> {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("disk")).unwrap();
         std::fs::create_dir(tmp.path().join("mnt")).unwrap();
         let mut rig = Rig { disk: None, tmp };
-        match rig.try_mount(sync) {
+        match rig.try_mount(sync, cut_at) {
             Ok(()) => Some(rig),
             Err(e) => {
                 let msg = format!(
@@ -59,43 +70,45 @@ impl Rig {
         }
     }
 
-    fn try_mount(&mut self, sync: Sync) -> std::io::Result<()> {
+    fn try_mount(&mut self, sync: Sync, cut_at: Option<u64>) -> std::io::Result<()> {
         if !Path::new("/dev/fuse").exists() {
             return Err(std::io::Error::other("/dev/fuse does not exist"));
         }
-        self.disk = Some(Disk::mount(
-            &self.tmp.path().join("disk"),
-            &self.tmp.path().join("mnt"),
-            sync,
-        )?);
+        let (backing, mnt) = (self.tmp.path().join("disk"), self.tmp.path().join("mnt"));
+        self.disk = Some(Disk::mount(&backing, &mnt, sync, cut_at)?);
         Ok(())
     }
 
-    fn mount(&mut self, sync: Sync) {
-        self.try_mount(sync).expect("the disk mounts again");
+    fn mount(&mut self, sync: Sync, cut_at: Option<u64>) {
+        self.try_mount(sync, cut_at).expect("the disk mounts again");
+    }
+
+    fn disk(&self) -> &Disk {
+        self.disk.as_ref().expect("mounted")
     }
 
     /// The server's data directory, on the mounted disk.
     fn data(&self) -> PathBuf {
-        self.disk.as_ref().expect("mounted").mountpoint().join("data")
+        self.disk().mountpoint().join("data")
     }
 
-    /// Cut the power; what was dropped.
-    fn cut(&mut self) -> Vec<String> {
+    fn cut(&mut self) -> Cut {
         self.disk.take().expect("mounted").cut()
     }
 }
 
-/// Start the server on the rig's disk (the caller checks it), run the
-/// writers for a random while, SIGKILL the server and cut the power.
-async fn load_then_cut(rig: &mut Rig, server: ServerProcess, acked: &Acked) -> Vec<String> {
-    let mut server = server;
+/// Run the writers against `server` until the power goes out at its
+/// operation or, at the latest, until `LOAD_LIMIT`, when the server is killed
+/// with SIGKILL; then cut the power.
+async fn load_then_cut(rig: &mut Rig, mut server: ServerProcess, acked: &Acked) -> Cut {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(load(server.address.clone(), acked.clone(), w)))
         .collect();
-    let wait = rand::rng().random_range(LOAD_MS);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-    server.child.kill().unwrap();
+    let deadline = Instant::now() + LOAD_LIMIT;
+    while Instant::now() < deadline && server.child.try_wait().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = server.child.kill();
     server.child.wait().unwrap();
     for w in writers {
         w.await.unwrap();
@@ -119,41 +132,61 @@ async fn check_seed(server: &ServerProcess, seed: &[Value]) {
     }
 }
 
-fn summary(dropped: &[String]) -> String {
-    if dropped.is_empty() {
-        "nothing".into()
+fn describe(cut: &Cut) -> String {
+    let when = if cut.at_op {
+        format!("at operation {}", cut.ops)
     } else {
-        dropped.join("; ")
-    }
+        format!("after the kill, {} operations", cut.ops)
+    };
+    let dropped = if cut.dropped.is_empty() {
+        "nothing".to_owned()
+    } else {
+        cut.dropped.join("; ")
+    };
+    format!("{when}; dropped: {dropped}")
 }
 
-/// `cuts` power cuts under load, each followed by a restart and the checks;
-/// (events acknowledged, final head), or `None` when skipped.
+/// `cuts` power cuts, each at a random operation of the server's start-up or
+/// of the writers' load (or after the kill when the load ends first), each
+/// followed by a restart and the checks; (events acknowledged, final head),
+/// or `None` when skipped.
 async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
-    let mut rig = Rig::new(Sync::Kept)?;
+    let cut_at = |n: usize| {
+        let range = if n % 3 == 0 { START_CUT_AT } else { LOAD_CUT_AT };
+        Some(rand::rng().random_range(range))
+    };
+    let mut rig = Rig::new(Sync::Kept, cut_at(0))?;
     let acked: Acked = Arc::default();
-    let mut seeded = Vec::new();
-    for cut in 0..cuts {
-        if cut > 0 {
-            rig.mount(Sync::Kept);
+    let mut seeded: Option<Vec<Value>> = None;
+    for n in 0..cuts {
+        if n > 0 {
+            rig.mount(Sync::Kept, cut_at(n));
         }
-        let server = ServerProcess::start(&rig.data(), &[]);
-        if cut == 0 {
-            seeded = seed(&server).await;
-        } else {
-            check_seed(&server, &seeded).await;
-            check(&server, &acked).await;
+        let server = match ServerProcess::try_start(&rig.data(), &[]) {
+            Ok(server) => server,
+            Err(_) if rig.disk().power_out() => {
+                eprintln!("cut {n}: during start-up, {}", describe(&rig.cut()));
+                continue;
+            }
+            Err(log) => panic!("the server did not start before cut {n}: {log}"),
+        };
+        match &seeded {
+            None => seeded = seed(&server).await,
+            Some(seed) => {
+                check_seed(&server, seed).await;
+                check(&server, &acked).await;
+            }
         }
-        let dropped = load_then_cut(&mut rig, server, &acked).await;
+        let cut = load_then_cut(&mut rig, server, &acked).await;
         eprintln!(
-            "cut {cut}: {} acknowledged so far; dropped: {}",
+            "cut {n}: {} acknowledged so far; {}",
             acked.lock().unwrap().len(),
-            summary(&dropped)
+            describe(&cut)
         );
     }
-    rig.mount(Sync::Kept);
+    rig.mount(Sync::Kept, None);
     let mut server = ServerProcess::start(&rig.data(), &[]);
-    check_seed(&server, &seeded).await;
+    check_seed(&server, seeded.as_deref().unwrap_or_default()).await;
     let head = check(&server, &acked).await;
     server.signal("-TERM");
     assert_eq!(server.wait(Duration::from_secs(30)), Some(0));
@@ -192,20 +225,20 @@ async fn power_cut_soak() {
 /// cut, and the check the power-cut test relies on says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_without_fdatasync_the_check_catches_the_loss() {
-    let Some(mut rig) = Rig::new(Sync::FdatasyncIgnored) else {
+    let Some(mut rig) = Rig::new(Sync::FdatasyncIgnored, Some(CONTROL_CUT_AT)) else {
         return;
     };
     let acked: Acked = Arc::default();
     let server = ServerProcess::start(&rig.data(), &[]);
-    seed(&server).await;
-    let dropped = load_then_cut(&mut rig, server, &acked).await;
+    seed(&server).await.expect("the seed is acknowledged");
+    let cut = load_then_cut(&mut rig, server, &acked).await;
     eprintln!(
-        "control cut: {} acknowledged; dropped: {}",
+        "control cut: {} acknowledged; {}",
         acked.lock().unwrap().len(),
-        summary(&dropped)
+        describe(&cut)
     );
     assert!(!acked.lock().unwrap().is_empty(), "the writers got work done");
-    rig.mount(Sync::Kept);
+    rig.mount(Sync::Kept, None);
     let server = ServerProcess::start(&rig.data(), &[]);
     let held = server.json("/v1/audit/head").await["seq"].clone();
     eprintln!("control: the log holds {held} events after the cut");

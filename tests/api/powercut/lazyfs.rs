@@ -72,6 +72,11 @@ struct State {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
     sync: Sync,
+    /// Changing operations (writes, truncates, names, syncs) since the mount.
+    ops: u64,
+    /// The power goes out at this changing operation (see `Disk::mount`).
+    cut_at: Option<u64>,
+    out: bool,
 }
 
 fn pages(from: u64, to: u64) -> std::ops::Range<u64> {
@@ -111,11 +116,14 @@ impl File {
 }
 
 impl State {
-    fn load(backing: &Path, sync: Sync) -> std::io::Result<State> {
+    fn load(backing: &Path, sync: Sync, cut_at: Option<u64>) -> std::io::Result<State> {
         let mut state = State {
             nodes: HashMap::new(),
             next_ino: ROOT,
             sync,
+            ops: 0,
+            cut_at,
+            out: false,
         };
         state.load_dir(backing)?;
         Ok(state)
@@ -158,6 +166,26 @@ impl State {
         let ino = self.allocate();
         self.nodes.insert(ino, node);
         ino
+    }
+
+    /// Count a changing operation by process `pid`; once the power is out it
+    /// fails and changes nothing. The operation the power goes out at kills
+    /// its caller first, so no answer reaches it.
+    fn step(&mut self, pid: u32) -> Result<(), Errno> {
+        self.ops += 1;
+        if self.cut_at == Some(self.ops) {
+            self.out = true;
+            let killed = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(killed, "the process at the power cut ({pid}) is killed");
+        }
+        if self.out {
+            Err(Errno::EIO)
+        } else {
+            Ok(())
+        }
     }
 
     fn attr(&self, ino: u64) -> Result<FileAttr, Errno> {
@@ -326,6 +354,13 @@ impl LazyFs {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().expect("the file system's lock")
     }
+
+    /// Run a changing operation for `req`, counted (see `State::step`).
+    fn change<T>(&self, req: &Request, op: impl FnOnce(&mut State) -> Result<T, Errno>) -> Result<T, Errno> {
+        let mut s = self.state();
+        s.step(req.pid())?;
+        op(&mut s)
+    }
 }
 
 fn answer_entry(reply: ReplyEntry, attr: Result<FileAttr, Errno>) {
@@ -358,7 +393,7 @@ impl Filesystem for LazyFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _mode: Option<u32>,
         _uid: Option<u32>,
@@ -374,28 +409,30 @@ impl Filesystem for LazyFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut s = self.state();
-        let resized = match size {
-            Some(len) => s.file(ino.0).map(|f| f.resize(len)),
-            None => Ok(()),
+        let attr = match size {
+            Some(len) => self.change(req, |s| {
+                s.file(ino.0)?.resize(len);
+                s.attr(ino.0)
+            }),
+            None => self.state().attr(ino.0),
         };
-        match resized.and_then(|()| s.attr(ino.0)) {
+        match attr {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let dir = Node::Dir(Dir {
             entries: BTreeMap::new(),
             durable: BTreeMap::new(),
         });
-        answer_entry(reply, self.state().create(parent.0, name, dir));
+        answer_entry(reply, self.change(req, |s| s.create(parent.0, name, dir)));
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -408,23 +445,23 @@ impl Filesystem for LazyFs {
             durable: Vec::new(),
             dirty: BTreeSet::new(),
         });
-        match self.state().create(parent.0, name, file) {
+        match self.change(req, |s| s.create(parent.0, name, file)) {
             Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        answer(reply, self.state().remove(parent.0, name, false));
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        answer(reply, self.change(req, |s| s.remove(parent.0, name, false)));
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        answer(reply, self.state().remove(parent.0, name, true));
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        answer(reply, self.change(req, |s| s.remove(parent.0, name, true)));
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -434,7 +471,7 @@ impl Filesystem for LazyFs {
     ) {
         answer(
             reply,
-            self.state().rename((parent.0, name), (newparent.0, newname), flags),
+            self.change(req, |s| s.rename((parent.0, name), (newparent.0, newname), flags)),
         );
     }
 
@@ -462,7 +499,7 @@ impl Filesystem for LazyFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -472,11 +509,8 @@ impl Filesystem for LazyFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.state().file(ino.0) {
-            Ok(f) => {
-                f.write(offset, data);
-                reply.written(data.len() as u32);
-            }
+        match self.change(req, |s| s.file(ino.0).map(|f| f.write(offset, data))) {
+            Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(e),
         }
     }
@@ -486,8 +520,8 @@ impl Filesystem for LazyFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        answer(reply, self.state().fsync(ino.0, datasync));
+    fn fsync(&self, req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        answer(reply, self.change(req, |s| s.fsync(ino.0, datasync)));
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -520,8 +554,8 @@ impl Filesystem for LazyFs {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        answer(reply, self.state().fsyncdir(ino.0));
+    fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        answer(reply, self.change(req, |s| s.fsyncdir(ino.0)));
     }
 }
 
@@ -533,10 +567,24 @@ pub struct Disk {
     session: Option<BackgroundSession>,
 }
 
+/// What a cut did.
+pub struct Cut {
+    /// Changing operations since the mount.
+    pub ops: u64,
+    /// The power went out at an operation (`cut_at`), not after the fact.
+    pub at_op: bool,
+    /// What was not durable, as `State::unsynced` lists it.
+    pub dropped: Vec<String>,
+}
+
 impl Disk {
-    /// Mount the disk held in `backing` (a directory) at `mountpoint`.
-    pub fn mount(backing: &Path, mountpoint: &Path, sync: Sync) -> std::io::Result<Disk> {
-        let state = Arc::new(Mutex::new(State::load(backing, sync)?));
+    /// Mount the disk held in `backing` (a directory) at `mountpoint`. With
+    /// `cut_at`, the power goes out at that changing operation (write,
+    /// truncate, create, rename, unlink, fsync): its caller is killed with
+    /// SIGKILL before it is answered, and from then on every changing
+    /// operation fails with EIO and changes nothing.
+    pub fn mount(backing: &Path, mountpoint: &Path, sync: Sync, cut_at: Option<u64>) -> std::io::Result<Disk> {
+        let state = Arc::new(Mutex::new(State::load(backing, sync, cut_at)?));
         let mut config = fuser::Config::default();
         config.mount_options = vec![MountOption::FSName("lazyfs".into())];
         let session = fuser::spawn_mount(LazyFs(state.clone()), mountpoint, &config)?;
@@ -552,31 +600,46 @@ impl Disk {
         &self.mountpoint
     }
 
+    /// The power went out at `cut_at`.
+    pub fn power_out(&self) -> bool {
+        self.state.lock().expect("the file system's lock").out
+    }
+
     /// Cut the power: unmount (every process using the disk must be gone) and
-    /// leave in the backing directory only what was durable. Returns what was
-    /// dropped.
-    pub fn cut(mut self) -> Vec<String> {
-        self.unmount();
+    /// leave in the backing directory only what was durable.
+    pub fn cut(mut self) -> Cut {
+        if let Err(e) = self.unmount() {
+            panic!("{e}");
+        }
         let state = self.state.lock().expect("the file system's lock");
-        let dropped = state.unsynced();
         std::fs::remove_dir_all(&self.backing).expect("the backing directory is cleared");
         std::fs::create_dir(&self.backing).expect("the backing directory is made again");
         state
             .write_durable(ROOT, &self.backing)
             .expect("the durable image is written");
-        dropped
+        Cut {
+            ops: state.ops,
+            at_op: state.out,
+            dropped: state.unsynced(),
+        }
     }
 
-    fn unmount(&mut self) {
-        if let Some(session) = self.session.take() {
-            if let Err(e) = session.umount_and_join() {
-                // Still busy: detach it now, so no mount outlives the test.
-                let detached = std::process::Command::new("umount")
+    fn unmount(&mut self) -> Result<(), String> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        match session.umount_and_join() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Still in use: detach it, so no mount outlives the test.
+                let _ = std::process::Command::new("umount")
                     .arg("-l")
                     .arg(&self.mountpoint)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(detached, "{} could not be unmounted: {e}", self.mountpoint.display());
+                    .status();
+                Err(format!(
+                    "{} was still in use at the cut: {e}",
+                    self.mountpoint.display()
+                ))
             }
         }
     }
@@ -584,15 +647,6 @@ impl Disk {
 
 impl Drop for Disk {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.unmount();
-        } else if let Some(session) = self.session.take() {
-            if session.umount_and_join().is_err() {
-                let _ = std::process::Command::new("umount")
-                    .arg("-l")
-                    .arg(&self.mountpoint)
-                    .status();
-            }
-        }
+        let _ = self.unmount();
     }
 }
