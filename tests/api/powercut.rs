@@ -220,6 +220,59 @@ async fn power_cut_soak() {
     eprintln!("power-cut soak: {cuts} cuts, {acked} events acknowledged, 0 lost, head {head}");
 }
 
+/// The disk itself: after a cut, only what was synced, names by their
+/// directory's fsync and contents by their file's.
+#[test]
+fn the_disk_keeps_only_what_was_synced() {
+    let Some(mut rig) = Rig::new(Sync::Kept, None) else {
+        return;
+    };
+    let root = rig.disk().mountpoint().to_owned();
+    let sync_dir = |dir: &Path| std::fs::File::open(dir).unwrap().sync_all().unwrap();
+    let write = |name: &str, text: &str| {
+        let mut f = std::fs::File::create(root.join(name)).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    };
+    write("kept", "synced").sync_data().unwrap();
+    write("renamed.tmp", "synced").sync_all().unwrap();
+    sync_dir(&root);
+    // Not synced: appended bytes, a name whose file was synced, a rename, a directory.
+    let mut kept = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("kept"))
+        .unwrap();
+    std::io::Write::write_all(&mut kept, b" and more").unwrap();
+    drop(kept);
+    write("unnamed", "synced").sync_all().unwrap();
+    std::fs::rename(root.join("renamed.tmp"), root.join("renamed")).unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    let cut = rig.cut();
+    let disk = rig.tmp.path().join("disk");
+    let mut left: Vec<String> = std::fs::read_dir(&disk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["kept", "renamed.tmp"], "{}", describe(&cut));
+    assert_eq!(std::fs::read_to_string(disk.join("kept")).unwrap(), "synced");
+    assert_eq!(std::fs::read_to_string(disk.join("renamed.tmp")).unwrap(), "synced");
+    // What was dropped is named.
+    for lost in [
+        "/kept: 1 unsynced pages",
+        "/unnamed: new name",
+        "/renamed: new name",
+        "/renamed.tmp: removed",
+        "/sub: new name",
+    ] {
+        assert!(
+            cut.dropped.iter().any(|d| d.starts_with(lost)),
+            "{lost} in {:?}",
+            cut.dropped
+        );
+    }
+}
+
 /// The control: on a disk that answers `fdatasync` without making anything
 /// durable (as if the store skipped it), acknowledged events are lost at the
 /// cut, and the check the power-cut test relies on says so.

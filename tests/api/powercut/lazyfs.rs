@@ -15,7 +15,8 @@
 //! reaches a FUSE file system), and not a file's own fsync for the name it was
 //! created or renamed under. `cut` unmounts and writes the durable state, and
 //! only it, back to the backing directory, as a disk holds it after a power
-//! loss; it returns what was dropped. Modes, owners and times are not
+//! loss; it returns what was dropped. The power can also go out at a chosen
+//! operation (see `Disk::mount`). Modes, owners and times are not
 //! modelled (nothing the store does depends on them); hard and symbolic links
 //! are refused.
 
