@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::crash::{check, load, seed, Acked};
 use crate::process::*;
-use lazyfs::{Cut, Disk, Sync};
+use lazyfs::{Cut, Disk, Loss, Sync};
 
 /// Power cuts in the default run.
 const CUTS: usize = 10;
@@ -92,15 +92,15 @@ impl Rig {
         self.disk().mountpoint().join("data")
     }
 
-    fn cut(&mut self) -> Cut {
-        self.disk.take().expect("mounted").cut()
+    fn cut(&mut self, loss: Loss) -> Cut {
+        self.disk.take().expect("mounted").cut(loss)
     }
 }
 
 /// Run the writers against `server` until the power goes out at its
 /// operation or, at the latest, until `LOAD_LIMIT`, when the server is killed
 /// with SIGKILL; then cut the power.
-async fn load_then_cut(rig: &mut Rig, mut server: ServerProcess, acked: &Acked) -> Cut {
+async fn load_then_cut(rig: &mut Rig, mut server: ServerProcess, acked: &Acked, loss: Loss) -> Cut {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(load(server.address.clone(), acked.clone(), w)))
         .collect();
@@ -114,7 +114,7 @@ async fn load_then_cut(rig: &mut Rig, mut server: ServerProcess, acked: &Acked) 
         w.await.unwrap();
     }
     drop(server);
-    rig.cut()
+    rig.cut(loss)
 }
 
 /// The seed events are still there with their seq and hash (the writers'
@@ -143,7 +143,11 @@ fn describe(cut: &Cut) -> String {
     } else {
         cut.dropped.join("; ")
     };
-    format!("{when}; dropped: {dropped}")
+    let torn = match cut.kept_pages {
+        0 => String::new(),
+        n => format!(" ({n} of the unsynced pages reached the disk all the same)"),
+    };
+    format!("{when}; dropped: {dropped}{torn}")
 }
 
 /// `cuts` power cuts, each at a random operation of the server's start-up or
@@ -155,6 +159,8 @@ async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
         let range = if n % 3 == 0 { START_CUT_AT } else { LOAD_CUT_AT };
         Some(rand::rng().random_range(range))
     };
+    // Every other cut keeps some unsynced pages: the store must start on a torn tail too.
+    let loss = |n: usize| if n % 2 == 1 { Loss::TornPages } else { Loss::All };
     let mut rig = Rig::new(Sync::Kept, cut_at(0))?;
     let acked: Acked = Arc::default();
     let mut seeded: Option<Vec<Value>> = None;
@@ -165,7 +171,7 @@ async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
         let server = match ServerProcess::try_start(&rig.data(), &[]) {
             Ok(server) => server,
             Err(_) if rig.disk().power_out() => {
-                eprintln!("cut {n}: during start-up, {}", describe(&rig.cut()));
+                eprintln!("cut {n}: during start-up, {}", describe(&rig.cut(loss(n))));
                 continue;
             }
             Err(log) => panic!("the server did not start before cut {n}: {log}"),
@@ -177,7 +183,7 @@ async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
                 check(&server, &acked).await;
             }
         }
-        let cut = load_then_cut(&mut rig, server, &acked).await;
+        let cut = load_then_cut(&mut rig, server, &acked, loss(n)).await;
         eprintln!(
             "cut {n}: {} acknowledged so far; {}",
             acked.lock().unwrap().len(),
@@ -247,7 +253,7 @@ fn the_disk_keeps_only_what_was_synced() {
     write("unnamed", "synced").sync_all().unwrap();
     std::fs::rename(root.join("renamed.tmp"), root.join("renamed")).unwrap();
     std::fs::create_dir(root.join("sub")).unwrap();
-    let cut = rig.cut();
+    let cut = rig.cut(Loss::All);
     let disk = rig.tmp.path().join("disk");
     let mut left: Vec<String> = std::fs::read_dir(&disk)
         .unwrap()
@@ -284,7 +290,7 @@ async fn control_without_fdatasync_the_check_catches_the_loss() {
     let acked: Acked = Arc::default();
     let server = ServerProcess::start(&rig.data(), &[]);
     seed(&server).await.expect("the seed is acknowledged");
-    let cut = load_then_cut(&mut rig, server, &acked).await;
+    let cut = load_then_cut(&mut rig, server, &acked, Loss::All).await;
     eprintln!(
         "control cut: {} acknowledged; {}",
         acked.lock().unwrap().len(),

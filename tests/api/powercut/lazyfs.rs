@@ -13,9 +13,10 @@
 //!
 //! Nothing else does: not closing a file, not `sync_file_range` (it never
 //! reaches a FUSE file system), and not a file's own fsync for the name it was
-//! created or renamed under. `cut` unmounts and writes the durable state, and
-//! only it, back to the backing directory, as a disk holds it after a power
-//! loss; it returns what was dropped. The power can also go out at a chosen
+//! created or renamed under. `cut` unmounts and writes the durable state back
+//! to the backing directory, as a disk holds it after a power loss (with
+//! `Loss::TornPages`, plus a random share of the unsynced pages); it returns
+//! what was dropped. The power can also go out at a chosen
 //! operation (see `Disk::mount`). Modes, owners and times are not
 //! modelled (nothing the store does depends on them); hard and symbolic links
 //! are refused.
@@ -47,6 +48,18 @@ pub enum Sync {
     /// `fdatasync` answers success and makes nothing durable (`fsync` still
     /// does): a disk that lies about the barrier the store relies on.
     FdatasyncIgnored,
+}
+
+/// What reaches the disk, at a cut, of what was not synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Nothing: the disk holds exactly what was synced.
+    All,
+    /// Each unsynced page of a file reaches it or not, at random, as sectors
+    /// do when the power fails while the cache is written back (a page past
+    /// the synced size makes the file that long). Names are still only what
+    /// their directory's fsync made durable.
+    TornPages,
 }
 
 struct File {
@@ -104,14 +117,38 @@ impl File {
         self.data.resize(len as usize, 0);
     }
 
+    /// What the disk holds of the file after a cut, and how many of its
+    /// unsynced pages that includes.
+    fn image(&self, loss: Loss) -> (Vec<u8>, usize) {
+        let mut image = self.durable.clone();
+        let mut kept = 0;
+        if loss == Loss::TornPages {
+            for page in self.dirty.iter().filter(|_| rand::random::<bool>()) {
+                let (from, to) = self.page_bytes(*page);
+                if from < to {
+                    if image.len() < to {
+                        image.resize(to, 0);
+                    }
+                    image[from..to].copy_from_slice(&self.data[from..to]);
+                    kept += 1;
+                }
+            }
+        }
+        (image, kept)
+    }
+
+    /// The bytes of `page` the file holds (none past its end).
+    fn page_bytes(&self, page: u64) -> (usize, usize) {
+        let len = self.data.len() as u64;
+        ((page * PAGE).min(len) as usize, ((page + 1) * PAGE).min(len) as usize)
+    }
+
     fn sync(&mut self) {
         let len = self.data.len();
         self.durable.resize(len, 0);
         for page in std::mem::take(&mut self.dirty) {
-            let (from, to) = ((page * PAGE) as usize, (((page + 1) * PAGE) as usize).min(len));
-            if from < to {
-                self.durable[from..to].copy_from_slice(&self.data[from..to]);
-            }
+            let (from, to) = self.page_bytes(page);
+            self.durable[from..to].copy_from_slice(&self.data[from..to]);
         }
     }
 }
@@ -330,21 +367,27 @@ impl State {
         lost
     }
 
-    /// Write the durable tree under `dir` into `path`.
-    fn write_durable(&self, dir: u64, path: &Path) -> std::io::Result<()> {
+    /// Write what the disk holds of the tree under `dir` into `path`; the
+    /// unsynced pages that reached it.
+    fn write_disk(&self, dir: u64, path: &Path, loss: Loss) -> std::io::Result<usize> {
         let Node::Dir(d) = &self.nodes[&dir] else {
             unreachable!("a directory's inode")
         };
+        let mut kept = 0;
         for (name, ino) in &d.durable {
             match &self.nodes[ino] {
-                Node::File(f) => std::fs::write(path.join(name), &f.durable)?,
+                Node::File(f) => {
+                    let (image, pages) = f.image(loss);
+                    std::fs::write(path.join(name), image)?;
+                    kept += pages;
+                }
                 Node::Dir(_) => {
                     std::fs::create_dir(path.join(name))?;
-                    self.write_durable(*ino, &path.join(name))?;
+                    kept += self.write_disk(*ino, &path.join(name), loss)?;
                 }
             }
         }
-        Ok(())
+        Ok(kept)
     }
 }
 
@@ -576,6 +619,8 @@ pub struct Cut {
     pub at_op: bool,
     /// What was not durable, as `State::unsynced` lists it.
     pub dropped: Vec<String>,
+    /// Unsynced pages that reached the disk all the same (`Loss::TornPages`).
+    pub kept_pages: usize,
 }
 
 impl Disk {
@@ -607,21 +652,23 @@ impl Disk {
     }
 
     /// Cut the power: unmount (every process using the disk must be gone) and
-    /// leave in the backing directory only what was durable.
-    pub fn cut(mut self) -> Cut {
+    /// leave in the backing directory what was durable and, as `loss` says,
+    /// some of what was not.
+    pub fn cut(mut self, loss: Loss) -> Cut {
         if let Err(e) = self.unmount() {
             panic!("{e}");
         }
         let state = self.state.lock().expect("the file system's lock");
         std::fs::remove_dir_all(&self.backing).expect("the backing directory is cleared");
         std::fs::create_dir(&self.backing).expect("the backing directory is made again");
-        state
-            .write_durable(ROOT, &self.backing)
-            .expect("the durable image is written");
+        let kept_pages = state
+            .write_disk(ROOT, &self.backing, loss)
+            .expect("what the disk holds is written");
         Cut {
             ops: state.ops,
             at_op: state.out,
             dropped: state.unsynced(),
+            kept_pages,
         }
     }
 
