@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::crash::{check, load, seed, Acked};
 use crate::process::*;
-use lazyfs::{Cut, Disk, Loss, Sync};
+use lazyfs::{Cut, Disk, Fdatasync, Loss};
 
 /// Power cuts in the default run.
 const CUTS: usize = 10;
@@ -52,12 +52,12 @@ struct Rig {
 impl Rig {
     /// A rig with the disk mounted, or `None` (after saying why) when this
     /// machine cannot mount FUSE and CI is not set; with CI set, that fails.
-    fn new(sync: Sync, cut_at: Option<u64>) -> Option<Rig> {
+    fn new(fdatasync: Fdatasync, cut_at: Option<u64>) -> Option<Rig> {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("disk")).unwrap();
         std::fs::create_dir(tmp.path().join("mnt")).unwrap();
         let mut rig = Rig { disk: None, tmp };
-        match rig.try_mount(sync, cut_at) {
+        match rig.try_mount(fdatasync, cut_at) {
             Ok(()) => Some(rig),
             Err(e) => {
                 let msg = format!(
@@ -70,17 +70,17 @@ impl Rig {
         }
     }
 
-    fn try_mount(&mut self, sync: Sync, cut_at: Option<u64>) -> std::io::Result<()> {
+    fn try_mount(&mut self, fdatasync: Fdatasync, cut_at: Option<u64>) -> std::io::Result<()> {
         if !Path::new("/dev/fuse").exists() {
             return Err(std::io::Error::other("/dev/fuse does not exist"));
         }
         let (backing, mnt) = (self.tmp.path().join("disk"), self.tmp.path().join("mnt"));
-        self.disk = Some(Disk::mount(&backing, &mnt, sync, cut_at)?);
+        self.disk = Some(Disk::mount(&backing, &mnt, fdatasync, cut_at)?);
         Ok(())
     }
 
-    fn mount(&mut self, sync: Sync, cut_at: Option<u64>) {
-        self.try_mount(sync, cut_at).expect("the disk mounts again");
+    fn mount(&mut self, fdatasync: Fdatasync, cut_at: Option<u64>) {
+        self.try_mount(fdatasync, cut_at).expect("the disk mounts again");
     }
 
     fn disk(&self) -> &Disk {
@@ -161,12 +161,12 @@ async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
     };
     // Every other cut keeps some unsynced pages: the store must start on a torn tail too.
     let loss = |n: usize| if n % 2 == 1 { Loss::TornPages } else { Loss::All };
-    let mut rig = Rig::new(Sync::Kept, cut_at(0))?;
+    let mut rig = Rig::new(Fdatasync::Honoured, cut_at(0))?;
     let acked: Acked = Arc::default();
     let mut seeded: Option<Vec<Value>> = None;
     for n in 0..cuts {
         if n > 0 {
-            rig.mount(Sync::Kept, cut_at(n));
+            rig.mount(Fdatasync::Honoured, cut_at(n));
         }
         let server = match ServerProcess::try_start(&rig.data(), &[]) {
             Ok(server) => server,
@@ -190,7 +190,7 @@ async fn power_cuts(cuts: usize) -> Option<(usize, u64)> {
             describe(&cut)
         );
     }
-    rig.mount(Sync::Kept, None);
+    rig.mount(Fdatasync::Honoured, None);
     let mut server = ServerProcess::start(&rig.data(), &[]);
     check_seed(&server, seeded.as_deref().unwrap_or_default()).await;
     let head = check(&server, &acked).await;
@@ -230,7 +230,7 @@ async fn power_cut_soak() {
 /// directory's fsync and contents by their file's.
 #[test]
 fn the_disk_keeps_only_what_was_synced() {
-    let Some(mut rig) = Rig::new(Sync::Kept, None) else {
+    let Some(mut rig) = Rig::new(Fdatasync::Honoured, None) else {
         return;
     };
     let root = rig.disk().mountpoint().to_owned();
@@ -284,7 +284,7 @@ fn the_disk_keeps_only_what_was_synced() {
 /// cut, and the check the power-cut test relies on says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_without_fdatasync_the_check_catches_the_loss() {
-    let Some(mut rig) = Rig::new(Sync::FdatasyncIgnored, Some(CONTROL_CUT_AT)) else {
+    let Some(mut rig) = Rig::new(Fdatasync::Ignored, Some(CONTROL_CUT_AT)) else {
         return;
     };
     let acked: Acked = Arc::default();
@@ -297,7 +297,7 @@ async fn control_without_fdatasync_the_check_catches_the_loss() {
         describe(&cut)
     );
     assert!(!acked.lock().unwrap().is_empty(), "the writers got work done");
-    rig.mount(Sync::Kept, None);
+    rig.mount(Fdatasync::Honoured, None);
     let server = ServerProcess::start(&rig.data(), &[]);
     let held = server.json("/v1/audit/head").await["seq"].clone();
     eprintln!("control: the log holds {held} events after the cut");

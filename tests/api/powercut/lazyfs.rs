@@ -40,14 +40,14 @@ const PAGE: u64 = 4096;
 const TTL: Duration = Duration::from_secs(1);
 const ROOT: u64 = 1;
 
-/// What `fsync` and `fdatasync` of a file do.
+/// What `fdatasync` of a file does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sync {
-    /// Both make the file's contents durable.
-    Kept,
-    /// `fdatasync` answers success and makes nothing durable (`fsync` still
-    /// does): a disk that lies about the barrier the store relies on.
-    FdatasyncIgnored,
+pub enum Fdatasync {
+    /// It makes the file's contents durable, as `fsync` does.
+    Honoured,
+    /// It answers success and makes nothing durable (`fsync` still does): a
+    /// disk that lies about the barrier the store relies on.
+    Ignored,
 }
 
 /// What reaches the disk, at a cut, of what was not synced.
@@ -85,7 +85,7 @@ enum Node {
 struct State {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
-    sync: Sync,
+    fdatasync: Fdatasync,
     /// Changing operations (writes, truncates, names, syncs) since the mount.
     ops: u64,
     /// The power goes out at this changing operation (see `Disk::mount`).
@@ -154,11 +154,11 @@ impl File {
 }
 
 impl State {
-    fn load(backing: &Path, sync: Sync, cut_at: Option<u64>) -> std::io::Result<State> {
+    fn load(backing: &Path, fdatasync: Fdatasync, cut_at: Option<u64>) -> std::io::Result<State> {
         let mut state = State {
             nodes: HashMap::new(),
             next_ino: ROOT,
-            sync,
+            fdatasync,
             ops: 0,
             cut_at,
             out: false,
@@ -318,7 +318,7 @@ impl State {
     }
 
     fn fsync(&mut self, ino: u64, datasync: bool) -> Result<(), Errno> {
-        if datasync && self.sync == Sync::FdatasyncIgnored {
+        if datasync && self.fdatasync == Fdatasync::Ignored {
             return Ok(());
         }
         self.file(ino)?.sync();
@@ -629,8 +629,13 @@ impl Disk {
     /// truncate, create, rename, unlink, fsync): its caller is killed with
     /// SIGKILL before it is answered, and from then on every changing
     /// operation fails with EIO and changes nothing.
-    pub fn mount(backing: &Path, mountpoint: &Path, sync: Sync, cut_at: Option<u64>) -> std::io::Result<Disk> {
-        let state = Arc::new(Mutex::new(State::load(backing, sync, cut_at)?));
+    pub fn mount(
+        backing: &Path,
+        mountpoint: &Path,
+        fdatasync: Fdatasync,
+        cut_at: Option<u64>,
+    ) -> std::io::Result<Disk> {
+        let state = Arc::new(Mutex::new(State::load(backing, fdatasync, cut_at)?));
         let mut config = fuser::Config::default();
         config.mount_options = vec![MountOption::FSName("lazyfs".into())];
         let session = fuser::spawn_mount(LazyFs(state.clone()), mountpoint, &config)?;
