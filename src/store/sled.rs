@@ -80,7 +80,7 @@ impl SledStore {
     /// Open (or create) the store in `dir`. Fails clearly when another process
     /// holds it, the directory is unusable, or the store has another layout.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        create_dir_all_durably(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
@@ -110,10 +110,13 @@ impl SledStore {
                 )))
             }
         }
-        // Make sure sled's files exist on disk and their directory entries are durable.
+        // Make sure sled's files exist on disk and their directory entries are
+        // durable. sled never fsyncs `conf` (it writes it once, at creation); an
+        // empty one after a power cut makes it warn and write it again.
         db.flush()?;
         let log_file = File::open(dir.join("db"))?;
         log_file.sync_all()?;
+        File::open(dir.join("conf"))?.sync_all()?;
         File::open(dir)?.sync_all()?;
         Ok(SledStore {
             db,
@@ -313,6 +316,25 @@ pub fn storage_floor(
         store.sync()?;
     }
     Ok(started.elapsed())
+}
+
+/// `create_dir_all`, then fsync the parent of `dir` and of every directory
+/// made for it: a directory's fsync makes the names in it durable, not its own
+/// name, so without this a power cut after the first appends could take the
+/// whole store with the directory's name. The parent is synced even when `dir`
+/// existed: an earlier start may have made it and died before syncing.
+fn create_dir_all_durably(dir: &Path) -> std::io::Result<()> {
+    let made: Vec<&Path> = dir.ancestors().skip(1).take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    for named in std::iter::once(dir).chain(made) {
+        let parent = match named.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            Some(_) => Path::new("."),
+            None => continue,
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn head_record(head: &Head) -> Vec<u8> {

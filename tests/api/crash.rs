@@ -15,7 +15,7 @@ use crate::helpers::*;
 use crate::process::*;
 
 /// What a writer was told: id -> (seq, version, hash).
-type Acked = Arc<Mutex<HashMap<String, (u64, u64, String)>>>;
+pub(crate) type Acked = Arc<Mutex<HashMap<String, (u64, u64, String)>>>;
 
 async fn post(c: &reqwest::Client, url: &str, body: &Value) -> Option<(u16, Value)> {
     let res = c
@@ -41,7 +41,7 @@ fn record(acked: &Acked, r: &Value) {
 }
 
 /// Drive the server with four kinds of writers until it dies.
-async fn load(url: String, acked: Acked, writer: usize) {
+pub(crate) async fn load(url: String, acked: Acked, writer: usize) {
     let c = reqwest::Client::new();
     let events = format!("{url}/v1/events");
     let mut i = 0u64;
@@ -149,7 +149,7 @@ async fn get(c: &reqwest::Client, url: &str) -> Value {
 }
 
 /// Everything the invariants need, read over HTTP.
-async fn check(server: &ServerProcess, acked: &Acked) -> u64 {
+pub(crate) async fn check(server: &ServerProcess, acked: &Acked) -> u64 {
     let c = reqwest::Client::new();
     let mut by_id: HashMap<String, Value> = HashMap::new();
     let mut versions: HashMap<String, Vec<u64>> = HashMap::new();
@@ -228,21 +228,27 @@ async fn snapshot(server: &ServerProcess) -> Vec<Value> {
     out
 }
 
+/// Register the actor and the locations the writers of `load` name; their
+/// receipts, or `None` when the server died before answering.
+pub(crate) async fn seed(server: &ServerProcess) -> Option<Vec<Value>> {
+    let setup = json!([
+        actor("saa"),
+        location("crash-a", None),
+        location("crash-b", None),
+        location("crash-c", None)
+    ]);
+    let (s, receipts) = post(&reqwest::Client::new(), &server.url("/v1/events"), &setup).await?;
+    assert_eq!(s, 201, "{receipts}");
+    Some(receipts.as_array().unwrap().clone())
+}
+
 pub async fn crash_rounds(rounds: usize) -> (usize, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let acked: Acked = Arc::default();
     {
         let server = ServerProcess::start(&data, &[]);
-        let c = reqwest::Client::new();
-        let setup = json!([
-            actor("saa"),
-            location("crash-a", None),
-            location("crash-b", None),
-            location("crash-c", None)
-        ]);
-        let (s, _) = post(&c, &server.url("/v1/events"), &setup).await.unwrap();
-        assert_eq!(s, 201);
+        seed(&server).await.expect("the seed is acknowledged");
     }
     let mut head = 0;
     for round in 0..rounds {

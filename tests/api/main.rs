@@ -22,6 +22,7 @@ mod merkle;
 mod model;
 mod old_log;
 mod postgres;
+mod powercut;
 mod process;
 mod reads;
 mod restart;

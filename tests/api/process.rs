@@ -16,15 +16,25 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `sitrep serve` on a random loopback port with JSON logs.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
-        let data_dir = data_dir.to_str().expect("a UTF-8 path");
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
-        args.extend_from_slice(extra);
-        ServerProcess::start_command(&args)
+        ServerProcess::try_start(data_dir, extra).unwrap_or_else(|log| panic!("the server did not start: {log}"))
     }
 
     /// Start `sitrep <args>` (a command that logs the port it listens on) with
     /// JSON logs, e.g. `serve` or `witness`.
     pub fn start_command(args: &[&str]) -> ServerProcess {
+        ServerProcess::try_start_command(args).unwrap_or_else(|log| panic!("the server did not start: {log}"))
+    }
+
+    /// `start`, or the server's log when it does not start (it exited, or did
+    /// not listen within a minute).
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<ServerProcess, String> {
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        args.extend_from_slice(extra);
+        ServerProcess::try_start_command(&args)
+    }
+
+    fn try_start_command(args: &[&str]) -> Result<ServerProcess, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sitrep"))
             .args(["--log-format", "json"])
             .args(args)
@@ -49,15 +59,16 @@ impl ServerProcess {
                 l.push('\n');
             }
         });
-        let port = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        let Ok(port) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
-            panic!("the server did not start: {}", log.lock().unwrap())
-        });
-        ServerProcess {
+            let _ = child.wait();
+            return Err(log.lock().unwrap().clone());
+        };
+        Ok(ServerProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
             log,
-        }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
