@@ -12,7 +12,7 @@ use crate::projection::Projection;
 use crate::store::{check_follows, corrupt, Head, Staged, Store, StoreError};
 
 use super::plan::{Group, Plan, Request};
-use super::{leaf_of, AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
+use super::{AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
 
 /// Events folded per step when following other servers.
 const FOLLOW_CHUNK: u64 = 4096;
@@ -107,17 +107,17 @@ impl Writer {
                 return Ok(());
             }
             let want = (to + 1 - from).min(FOLLOW_CHUNK);
-            let mut folded: Vec<(StoredEvent, Fact)> = Vec::with_capacity(want as usize);
+            let mut folded: Vec<(crate::store::Record, Fact)> = Vec::with_capacity(want as usize);
             for r in self.store.records(from).take(want as usize) {
                 let r = r?;
-                let event = r.event()?;
-                if event.prev_hash != prev {
-                    return Err(corrupt(event.seq, "prev_hash does not match the hash before it"));
+                r.check_hash()?;
+                if r.prev_hash() != prev {
+                    return Err(corrupt(r.seq(), "prev_hash does not match the hash before it"));
                 }
-                prev = event.hash;
-                let fact = Fact::from_bytes(r.fact()).map_err(|e| corrupt(event.seq, e))?;
-                tree.push(&leaf_of(&event));
-                folded.push((event, fact));
+                prev = r.hash();
+                let fact = Fact::from_bytes(r.fact()).map_err(|e| corrupt(r.seq(), e))?;
+                tree.push(r.hash().as_bytes());
+                folded.push((r, fact));
             }
             if (folded.len() as u64) < want {
                 return Err(corrupt(
@@ -125,23 +125,27 @@ impl Writer {
                     "an event before the head is missing",
                 ));
             }
+            // Events are decoded only where they are needed: the last one for
+            // its time, and all of them when the live feed has subscribers.
+            let last = folded.last().expect("at least one").0.event()?;
+            let events: Vec<StoredEvent> = if self.feed.receiver_count() > 0 {
+                folded.iter().map(|(r, _)| r.event()).collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            };
             {
                 let mut p = self.projection.write().expect("projection lock");
-                for (event, fact) in &folded {
-                    p.apply_fact(event.seq, fact)
-                        .map_err(|e| corrupt(event.seq, format!("the projection refuses it: {}", e.reason)))?;
+                for (r, fact) in &folded {
+                    p.apply_fact(r.seq(), fact)
+                        .map_err(|e| corrupt(r.seq(), format!("the projection refuses it: {}", e.reason)))?;
                 }
-                let (last, _) = folded.last().expect("at least one");
                 p.set_head(&last.hash, &last.recorded_at);
                 p.set_tree(tree);
             }
-            let last = &folded.last().expect("at least one").0;
-            self.last_recorded_at = Some(
-                self.last_recorded_at
-                    .map_or(last.recorded_at.at(), |t| t.max(last.recorded_at.at())),
-            );
+            let at = last.recorded_at.at();
+            self.last_recorded_at = Some(self.last_recorded_at.map_or(at, |t| t.max(at)));
             self.folded.send_replace(last.seq);
-            self.publish(folded.iter().map(|(e, _)| e));
+            self.publish(events.iter());
         }
     }
 
