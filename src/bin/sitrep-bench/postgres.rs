@@ -1,4 +1,4 @@
-//! `sitrep bench --store postgres://…`: durable appends on PostgreSQL at 1,
+//! `sitrep-bench --store postgres://…`: durable appends on PostgreSQL at 1,
 //! 16 and 64 connections, on one server and on two servers sharing the
 //! database, and the start-up of a server on a large database.
 //!
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::{event_body, load, median, post, setup_events, write_scale_log, Load, Server, BENCH_LOCATIONS};
-use crate::ledger::Ledger;
-use crate::store::Location;
+use sitrep::ledger::Ledger;
+use sitrep::store::Location;
 
 /// The connection counts measured.
 const CONNS: [usize; 3] = [1, 16, 64];
@@ -30,7 +30,7 @@ impl BenchDb {
     fn create(admin: &str) -> anyhow::Result<BenchDb> {
         let name = format!("sitrep_bench_{}", uuid::Uuid::new_v4().simple());
         let mut client = postgres::Client::connect(admin, postgres::NoTls)
-            .with_context(|| format!("cannot connect to {}", crate::store::postgres::redact(admin)))?;
+            .with_context(|| format!("cannot connect to {}", sitrep::store::postgres::redact(admin)))?;
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .context("cannot create the bench's database (the role needs CREATEDB)")?;
@@ -114,8 +114,8 @@ pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
     let db = BenchDb::create(admin)?;
     let tmp = super::tempfile_dir("sitrep-bench-pg")?;
     println!(
-        "sitrep bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
-        crate::store::postgres::redact(&db.url),
+        "sitrep-bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
+        sitrep::store::postgres::redact(&db.url),
         opts.reps,
         opts.seconds
     );

@@ -1,6 +1,7 @@
-//! `sitrep bench`: figures for this machine, printed as a table. Against its own
-//! server (a child process on a temp dir, so server and load generator CPU can
-//! be told apart) or against `--server URL`.
+//! `sitrep-bench`: figures for this machine, printed as a table. Against its own
+//! server (the `sitrep` binary next to this one, as a child process on a temp
+//! dir, so server and load generator CPU can be told apart) or against
+//! `--server URL`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,27 +10,67 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use clap::Parser;
 use serde_json::{json, Value};
 
-use crate::domain::NewEvent;
-use crate::ledger::Ledger;
+use sitrep::domain::NewEvent;
+use sitrep::ledger::Ledger;
 
+mod acled;
 mod postgres;
 
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub server: Option<String>,
-    pub token: Option<String>,
-    pub reps: usize,
-    pub seconds: f64,
-    pub scale_events: u64,
-    pub scale_locations: u64,
-    /// Measure only signed checkpoints and witnesses.
-    pub checkpoints: bool,
-    /// Measure only the ACLED import rate, with an export of this many rows.
-    pub acled_rows: Option<u64>,
-    /// Measure sitrep on this PostgreSQL server instead (a database of its own).
-    pub store: Option<String>,
+/// The in-process parts (the storage floor, the at-scale log) allocate as the
+/// server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Measure this machine: HTTP ceiling, durable and batch appends, reads, the
+/// storage floor, rebuild and start-up at scale. Prints a table.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "sitrep-bench", version)]
+struct Options {
+    /// Measure a running deployment instead of a server of its own.
+    #[arg(long)]
+    server: Option<String>,
+    /// Bearer token (a reporter) for --server.
+    #[arg(long, env = "SITREP_BENCH_TOKEN")]
+    token: Option<String>,
+    /// Runs of each measurement; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Events of the at-scale log (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_events: u64,
+    /// Locations of the at-scale log.
+    #[arg(long, default_value_t = 10_000)]
+    scale_locations: u64,
+    /// Measure only signed checkpoints and witnesses: signing, serving, a
+    /// witness round trip, appends with and without two witnesses.
+    #[arg(long)]
+    checkpoints: bool,
+    /// Measure only the ACLED import rate, importing a synthetic export of
+    /// this many rows (new, again, then updated).
+    #[arg(long = "acled", value_name = "ROWS")]
+    acled_rows: Option<u64>,
+    /// Measure durable appends on this PostgreSQL server, on one and on two
+    /// servers, and start-up on a large database (--scale-events). The
+    /// bench makes a database of its own there (the role needs CREATEDB).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+}
+
+fn main() {
+    let mut opts = Options::parse();
+    opts.reps = opts.reps.max(1);
+    opts.scale_locations = opts.scale_locations.max(1);
+    sitrep::telemetry::init(sitrep::telemetry::LogFormat::Text);
+    if let Err(e) = run(opts) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
 }
 
 /// Locations the HTTP workloads write to and read from.
@@ -47,7 +88,7 @@ impl Server {
 
     /// `sitrep <args>`: a command that logs the port it listens on.
     fn spawn_args(args: &[&str]) -> anyhow::Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(server_binary()?)
             .args(["--log-format", "json"])
             .args(args)
             .stdin(Stdio::null())
@@ -90,6 +131,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `sitrep` binary next to this one: the bench measures the build it came with.
+fn server_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let server = exe.with_file_name(format!("sitrep{}", std::env::consts::EXE_SUFFIX));
+    if !server.is_file() {
+        bail!(
+            "no sitrep binary next to {} (build both: cargo build --release)",
+            exe.display()
+        );
+    }
+    Ok(server)
 }
 
 /// CPU seconds a process has used (user + system), from /proc.
@@ -207,7 +261,7 @@ impl Load {
 }
 
 /// One request of a workload.
-pub struct Req {
+struct Req {
     post: bool,
     path: String,
     body: Option<Vec<u8>>,
@@ -521,7 +575,7 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-pub fn run(opts: Options) -> anyhow::Result<()> {
+fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(rows) = opts.acled_rows {
         return acled(&opts, rows);
     }
@@ -549,7 +603,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "sitrep bench: {cores} cores ({cpu}); medians of {} runs of {:.1} s each",
+        "sitrep-bench: {cores} cores ({cpu}); medians of {} runs of {:.1} s each",
         opts.reps, opts.seconds
     );
     let tmp = tempfile_dir("sitrep-bench")?;
@@ -762,7 +816,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     for (per_sync, events) in [(1usize, 2_000usize), (100, 50_000)] {
         let mut rates = Vec::new();
         for r in 0..reps {
-            let d = crate::store::sled::storage_floor(
+            let d = sitrep::store::sled::storage_floor(
                 &tmp.join(format!("floor-{per_sync}-{r}")),
                 &payload,
                 events,
@@ -805,7 +859,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         // Raw scan vs rebuild, both warm.
         let (mut scans, mut rebuilds) = (Vec::new(), Vec::new());
         {
-            let store = crate::store::SledStore::open(&dir)?;
+            let store = sitrep::store::SledStore::open(&dir)?;
             for _ in 0..reps {
                 let t = Instant::now();
                 let mut n = 0u64;
@@ -815,7 +869,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 }
                 scans.push(n as f64 / t.elapsed().as_secs_f64());
                 let t = Instant::now();
-                let p = crate::ledger::rebuild(&store)?;
+                let p = sitrep::ledger::rebuild(&store)?;
                 rebuilds.push(p.head_seq() as f64 / t.elapsed().as_secs_f64());
             }
         }
@@ -970,17 +1024,17 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
 /// and durable appends with and without two witnesses attached to a server that
 /// signs every 0.1 s, measured back to back in each repetition.
 async fn checkpoints(opts: Options) -> anyhow::Result<()> {
-    use crate::domain::integrity::{consistency_proof, MerkleFrontier, NodeId};
-    use crate::transparency::checkpoint::{self, Checkpoint};
-    use crate::transparency::cosignature::{count_cosigners, CosignatureVerifier, Cosigner};
-    use crate::transparency::note::{verifier, PrivateKey};
     use base64::prelude::{Engine, BASE64_STANDARD};
     use sha2::{Digest, Sha256};
+    use sitrep::domain::integrity::{consistency_proof, MerkleFrontier, NodeId};
+    use sitrep::transparency::checkpoint::{self, Checkpoint};
+    use sitrep::transparency::cosignature::{count_cosigners, CosignatureVerifier, Cosigner};
+    use sitrep::transparency::note::{verifier, PrivateKey};
     /// Signatures timed in process.
     const SIGNATURES: u32 = 2000;
 
     let (reps, secs) = (opts.reps, opts.seconds);
-    println!("sitrep bench --checkpoints: medians of {reps} runs of {secs:.1} s each");
+    println!("sitrep-bench --checkpoints: medians of {reps} runs of {secs:.1} s each");
     let tmp = tempfile_dir("sitrep-bench-checkpoints")?;
     let mut rows = Vec::new();
 
@@ -1206,7 +1260,7 @@ async fn checkpoints(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sitrep bench --acled ROWS`: the import rate of a synthetic ACLED export
+/// `sitrep-bench --acled ROWS`: the import rate of a synthetic ACLED export
 /// into a server of its own (or `--server`), printed as a table.
 fn acled(opts: &Options, rows: u64) -> anyhow::Result<()> {
     let tmp = tempfile_dir("sitrep-bench-acled")?;
@@ -1219,7 +1273,7 @@ fn acled(opts: &Options, rows: u64) -> anyhow::Result<()> {
         .clone()
         .or_else(|| own.as_ref().map(|s| s.url.clone()))
         .expect("a server of its own or --server");
-    let figures = crate::acled::bench::rates(&url, opts.token.clone(), &tmp, rows)?;
+    let figures = acled::rates(&url, opts.token.clone(), &tmp, rows)?;
     drop(own);
     println!("| figure | rate |");
     println!("|---|---:|");

@@ -1,4 +1,4 @@
-//! The import rate for `sitrep bench --acled ROWS`: a synthetic export in
+//! The import rate for `sitrep-bench --acled ROWS`: a synthetic export in
 //! ACLED's layout, imported into a running server three ways.
 
 use std::path::Path;
@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::{import, Options, Summary};
+use sitrep::acled::{import, Options, Summary};
 
 /// A place of the synthetic export: admin1, admin2, admin3 (or ""), location, lat, lon.
 type Place = (&'static str, &'static str, &'static str, &'static str, f64, f64);
