@@ -8,13 +8,15 @@
 //! both, one after the other, and prints them together.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::{event_body, load, median, post, setup_events, write_scale_log, Load, Server, BENCH_LOCATIONS};
 use sitrep::ledger::Ledger;
 use sitrep::store::Location;
+
+use crate::events::{event_body, setup_events, write_scale_log, BENCH_LOCATIONS};
+use crate::load::{load, median, post, tempfile_dir, Load, Server};
 
 /// The connection counts measured.
 const CONNS: [usize; 3] = [1, 16, 64];
@@ -110,9 +112,9 @@ async fn appends(servers: &[&str], conns: usize, secs: f64) -> Load {
     total
 }
 
-pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
+pub async fn run(opts: &crate::Options, admin: &str) -> anyhow::Result<()> {
     let db = BenchDb::create(admin)?;
-    let tmp = super::tempfile_dir("sitrep-bench-pg")?;
+    let tmp = tempfile_dir("sitrep-bench-pg")?;
     println!(
         "sitrep-bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
         sitrep::store::postgres::redact(&db.url),
@@ -181,14 +183,7 @@ pub async fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
         for r in 0..opts.reps {
             let t = Instant::now();
             let s = server_on(&db.url, &tmp.join(format!("second-{r}")))?;
-            loop {
-                if let Ok(res) = client.get(format!("{}/healthz", s.url)).send().await {
-                    if res.status().is_success() {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            s.wait_healthy(&client).await;
             startups.push(t.elapsed().as_secs_f64());
         }
         println!();
