@@ -30,7 +30,7 @@ pub async fn set_up(t: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ceiling() -> Workload {
+pub fn ceiling() -> Workload {
     Workload::new(
         "HTTP ceiling: GET /healthz, 64 conns",
         64,
