@@ -24,7 +24,7 @@ seconds=${SECONDS_EACH:-10}
 
 cargo build --release --quiet
 echo "== sitrep"
-target/release/sitrep bench --store "$url" --reps "${REPS:-3}" --seconds "$seconds" \
+target/release/sitrep-bench --store "$url" --reps "${REPS:-3}" --seconds "$seconds" \
   --scale-events "${SCALE_EVENTS:-1000000}"
 echo
 echo "== message-db"

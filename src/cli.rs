@@ -178,41 +178,6 @@ pub enum Command {
         /// The NDJSON export ('-' for stdin).
         file: PathBuf,
     },
-    /// Measure this machine: HTTP ceiling, durable and batch appends, reads,
-    /// the storage floor, rebuild and start-up at scale. Prints a table.
-    Bench {
-        /// Measure a running deployment instead of a server of its own.
-        #[arg(long)]
-        server: Option<String>,
-        /// Bearer token (a reporter) for --server.
-        #[arg(long, env = "SITREP_BENCH_TOKEN")]
-        token: Option<String>,
-        /// Runs of each measurement; the table shows medians.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// Seconds per run.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-        /// Events of the at-scale log (0 skips it).
-        #[arg(long, default_value_t = 1_000_000)]
-        scale_events: u64,
-        /// Locations of the at-scale log.
-        #[arg(long, default_value_t = 10_000)]
-        scale_locations: u64,
-        /// Measure only signed checkpoints and witnesses: signing, serving, a
-        /// witness round trip, appends with and without two witnesses.
-        #[arg(long)]
-        checkpoints: bool,
-        /// Measure only the ACLED import rate, importing a synthetic export of
-        /// this many rows (new, again, then updated).
-        #[arg(long, value_name = "ROWS")]
-        acled: Option<u64>,
-        /// Measure durable appends on this PostgreSQL server, on one and on two
-        /// servers, and start-up on a large database (--scale-events). The
-        /// bench makes a database of its own there (the role needs CREATEDB).
-        #[arg(long, value_name = "URL")]
-        store: Option<String>,
-    },
     /// Tree heads and proofs, for auditors.
     Audit {
         #[command(subcommand)]
@@ -607,30 +572,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             actix_web::rt::System::new().block_on(async move {
                 let app = crate::transparency::witness::WitnessApp::build(settings).await?;
                 app.run_with_signals().await
-            })?;
-            Ok(0)
-        }
-        Command::Bench {
-            server,
-            token,
-            reps,
-            seconds,
-            scale_events,
-            scale_locations,
-            checkpoints,
-            acled,
-            store,
-        } => {
-            crate::bench::run(crate::bench::Options {
-                server,
-                token,
-                reps: reps.max(1),
-                seconds,
-                scale_events,
-                scale_locations: scale_locations.max(1),
-                checkpoints,
-                acled_rows: acled,
-                store,
             })?;
             Ok(0)
         }

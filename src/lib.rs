@@ -28,7 +28,6 @@ pub mod api;
 pub mod audit;
 pub mod auditor;
 pub mod auth;
-pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod demo;

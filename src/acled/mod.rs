@@ -9,7 +9,6 @@
 //! Registrations go first, then each row's retractions and developments in
 //! atomic batches, so a row lands whole or not at all.
 
-pub mod bench;
 pub mod row;
 
 use std::collections::{HashMap, HashSet};

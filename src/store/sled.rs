@@ -293,7 +293,7 @@ impl Store for SledStore {
     }
 }
 
-/// The storage floor, for `sitrep bench`: write `events` records of `payload`
+/// The storage floor, for `sitrep-bench`: write `events` records of `payload`
 /// into a fresh sled tree configured as the store's, syncing exactly as an
 /// append does (flush, then fdatasync of sled's log file) once every
 /// `per_sync` records. Returns the time taken.

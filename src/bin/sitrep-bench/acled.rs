@@ -1,12 +1,13 @@
-//! The import rate for `sitrep bench --acled ROWS`: a synthetic export in
+//! The import rate for `sitrep-bench --acled ROWS`: a synthetic export in
 //! ACLED's layout, imported into a running server three ways.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
+use sitrep::acled::{import, Options, Summary};
 
-use super::{import, Options, Summary};
+use crate::load::{tempfile_dir, Server};
 
 /// A place of the synthetic export: admin1, admin2, admin3 (or ""), location, lat, lon.
 type Place = (&'static str, &'static str, &'static str, &'static str, f64, f64);
@@ -165,4 +166,28 @@ pub fn rates(server: &str, token: Option<String>, dir: &Path, rows: u64) -> anyh
             timed(&opts(&second), "update", |s| s.retracted == rows)?,
         ),
     ])
+}
+
+/// `sitrep-bench --acled ROWS`: the import rate of a synthetic ACLED export
+/// into a server of its own (or `--server`), printed as a table.
+pub fn run(opts: &crate::Options, rows: u64) -> anyhow::Result<()> {
+    let tmp = tempfile_dir("sitrep-bench-acled")?;
+    let own = match &opts.server {
+        Some(_) => None,
+        None => Some(Server::spawn(&tmp.join("data"))?),
+    };
+    let url = opts
+        .server
+        .clone()
+        .or_else(|| own.as_ref().map(|s| s.url.clone()))
+        .expect("a server of its own or --server");
+    let figures = rates(&url, opts.token.clone(), &tmp, rows)?;
+    drop(own);
+    println!("| figure | rate |");
+    println!("|---|---:|");
+    for (name, rate) in figures {
+        println!("| {name} | {rate:.0} rows/s |");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `sitrep bench --store postgres://…`: durable appends on PostgreSQL at 1,
+//! `sitrep-bench --store postgres://…`: durable appends on PostgreSQL at 1,
 //! 16 and 64 connections, on one server and on two servers sharing the
 //! database, and the start-up of a server on a large database.
 //!
@@ -8,13 +8,15 @@
 //! both, one after the other, and prints them together.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::{event_body, load, median, post, setup_events, write_scale_log, Load, Server, BENCH_LOCATIONS};
-use crate::ledger::Ledger;
-use crate::store::Location;
+use sitrep::ledger::Ledger;
+use sitrep::store::Location;
+
+use crate::events::{event_body, setup_events, write_scale_log, BENCH_LOCATIONS};
+use crate::load::{load, median, post, tempfile_dir, Load, Server};
 
 /// The connection counts measured.
 const CONNS: [usize; 3] = [1, 16, 64];
@@ -30,7 +32,7 @@ impl BenchDb {
     fn create(admin: &str) -> anyhow::Result<BenchDb> {
         let name = format!("sitrep_bench_{}", uuid::Uuid::new_v4().simple());
         let mut client = postgres::Client::connect(admin, postgres::NoTls)
-            .with_context(|| format!("cannot connect to {}", crate::store::postgres::redact(admin)))?;
+            .with_context(|| format!("cannot connect to {}", sitrep::store::postgres::redact(admin)))?;
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .context("cannot create the bench's database (the role needs CREATEDB)")?;
@@ -112,7 +114,7 @@ async fn appends(servers: &[&str], conns: usize, secs: f64) -> Load {
 
 /// Make the bench's database, measure, drop the database. (The synchronous
 /// client does not run inside the load generator's runtime.)
-pub fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
+pub fn run(opts: &crate::Options, admin: &str) -> anyhow::Result<()> {
     let db = BenchDb::create(admin)?;
     // The log at scale goes into a database of its own.
     let scale = if opts.scale_events > 0 {
@@ -120,14 +122,14 @@ pub fn run(opts: &super::Options, admin: &str) -> anyhow::Result<()> {
     } else {
         None
     };
-    super::runtime()?.block_on(measure(opts, &db, scale.as_ref()))
+    crate::runtime()?.block_on(measure(opts, &db, scale.as_ref()))
 }
 
-async fn measure(opts: &super::Options, db: &BenchDb, scale: Option<&BenchDb>) -> anyhow::Result<()> {
-    let tmp = super::tempfile_dir("sitrep-bench-pg")?;
+async fn measure(opts: &crate::Options, db: &BenchDb, scale: Option<&BenchDb>) -> anyhow::Result<()> {
+    let tmp = tempfile_dir("sitrep-bench-pg")?;
     println!(
-        "sitrep bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
-        crate::store::postgres::redact(&db.url),
+        "sitrep-bench on PostgreSQL ({}); medians of {} runs of {:.1} s each",
+        sitrep::store::postgres::redact(&db.url),
         opts.reps,
         opts.seconds
     );
@@ -193,14 +195,7 @@ async fn measure(opts: &super::Options, db: &BenchDb, scale: Option<&BenchDb>) -
         for r in 0..opts.reps {
             let t = Instant::now();
             let s = server_on(&db.url, &tmp.join(format!("second-{r}")))?;
-            loop {
-                if let Ok(res) = client.get(format!("{}/healthz", s.url)).send().await {
-                    if res.status().is_success() {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            s.wait_healthy(&client).await;
             startups.push(t.elapsed().as_secs_f64());
         }
         println!();
