@@ -17,8 +17,9 @@ use super::{AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
 /// Events folded per step when following other servers.
 const FOLLOW_CHUNK: u64 = 4096;
 /// Times a group is planned again because other servers appended first, before
-/// its requests are answered `503`. Each time, the others have made progress.
-const MAX_REPLANS: usize = 64;
+/// its requests are answered `503`. From the second, the writer holds the
+/// others off (`Store::take_turn`), so a third is never needed.
+const MAX_REPLANS: usize = 4;
 
 pub(super) struct Writer {
     pub store: Arc<dyn Store>,
@@ -167,6 +168,7 @@ impl Writer {
         // other server appended meanwhile; if one did, fold what it appended
         // (so the rules see it) and plan again.
         let mut replans = 0;
+        let mut turn = false;
         let (staged, tree, plans, written) = loop {
             let (base, staged, tree, plans) = {
                 let projection = self.projection.read().expect("projection lock");
@@ -189,6 +191,12 @@ impl Writer {
             match written {
                 Err(StoreError::Moved { .. }) if replans < MAX_REPLANS => {
                     replans += 1;
+                    if replans >= 2 && !turn {
+                        if let Err(e) = self.store.take_turn() {
+                            break (staged, tree, plans, Err(e));
+                        }
+                        turn = true;
+                    }
                     if let Err(e) = self.follow() {
                         break (staged, tree, plans, Err(e));
                     }
@@ -196,6 +204,9 @@ impl Writer {
                 written => break (staged, tree, plans, written),
             }
         };
+        if turn {
+            self.store.end_turn();
+        }
         match &written {
             Ok(()) if !staged.is_empty() => {
                 crate::metrics::GROUP_EVENTS.observe(staged.len() as f64);

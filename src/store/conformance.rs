@@ -373,3 +373,27 @@ fn a_failed_database_write_leaves_nothing_behind() {
         .expect("appends");
     assert_eq!(store.durable_head().expect("reads").seq, 3);
 }
+
+#[test]
+fn a_writers_turn_holds_off_other_writers_until_it_ends() {
+    // Only a backend with several writers has turns to take.
+    let Some(pg) = Postgres::fresh() else { return };
+    let (mine, theirs) = (pg.open(), pg.open());
+    mine.take_turn().expect("takes the turn");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let batch = events_after(&Head::genesis(), 1, &mut MerkleFrontier::default());
+        tx.send(theirs.append_after(&Head::genesis(), &batch).map(|h| h.seq))
+            .expect("sends");
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(),
+        "another writer appended during this one's turn"
+    );
+    mine.end_turn();
+    let appended = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("appends once the turn ends");
+    assert_eq!(appended.expect("appends"), 1);
+    waiter.join().expect("joins");
+}

@@ -343,6 +343,16 @@ pub trait Store: Send + Sync {
 
     // Provided: the same over every backend.
 
+    /// Hold off every other writer's appends until `end_turn`. A writer whose
+    /// group was refused (`Moved`) again takes a turn, so writers that keep
+    /// appending cannot starve it. A backend with one writer has nothing to do.
+    fn take_turn(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Let the other writers append again.
+    fn end_turn(&self) {}
+
     /// Append `batch` after the head it must follow (an import, a test).
     fn append(&self, batch: &[Staged]) -> Result<Head, StoreError> {
         let base = self.durable_head()?;

@@ -56,6 +56,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The channel commits notify.
 const CHANNEL: &str = "sitrep_log";
+/// A writer's turn (`Store::take_turn`): held exclusively by the writer whose
+/// turn it is, and shared by every append (`APPEND`, where it is spelled out).
+const TURN_LOCK: i64 = 6_147_659_743_930_499_073;
 /// Serialises migrations across servers starting at once.
 const MIGRATION_LOCK: i64 = 0x5174_7265_7030_0001;
 
@@ -337,8 +340,10 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// nothing is written. The statement runs as its own transaction, committed
 /// (and, with `synchronous_commit` on, flushed) before the server says it is
 /// ready for the next query, which is when the client returns.
-const APPEND: &str = "WITH h AS (
-         SELECT seq FROM sitrep.head WHERE seq = $12 FOR UPDATE
+const APPEND: &str = "WITH turn AS (
+         SELECT pg_advisory_xact_lock_shared(6147659743930499073)
+     ), h AS (
+         SELECT seq FROM sitrep.head, turn WHERE seq = $12 FOR UPDATE OF head
      ), e AS (
          INSERT INTO sitrep.events (seq, id, hash, prev_hash, fact, canonical)
          SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[])
@@ -461,6 +466,25 @@ impl Store for PgStore {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.set_head(&new_head);
         Ok(new_head)
+    }
+
+    fn take_turn(&self) -> Result<(), StoreError> {
+        self.writer.run(|s| {
+            s.client
+                .execute("SELECT pg_advisory_lock($1)", &[&TURN_LOCK])
+                .map(|_| ())
+                .map_err(pg_err)
+        })
+    }
+
+    fn end_turn(&self) {
+        // A connection that failed meanwhile took the lock with it.
+        let _ = self.writer.run(|s| {
+            s.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
+                .map(|_| ())
+                .map_err(pg_err)
+        });
     }
 
     fn record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
