@@ -164,7 +164,7 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
-        // Plan the group against the log as folded, and append it only if no
+        // Plan the group against the log as folded, and answer it only if no
         // other server appended meanwhile; if one did, fold what it appended
         // (so the rules see it) and plan again.
         let mut replans = 0;
@@ -181,7 +181,14 @@ impl Writer {
                 (base, std::mem::take(&mut g.staged), g.tree, plans)
             };
             let written = if staged.is_empty() {
-                Ok(())
+                // Refusals and retries were decided on the log as folded: they
+                // stand only if that is still the log's head. (Appends are
+                // checked the same way by `append_after`.)
+                match self.store.durable_head() {
+                    Ok(head) if head == base => Ok(()),
+                    Ok(_) => Err(StoreError::Moved { planned: base.seq }),
+                    Err(e) => Err(e),
+                }
             } else {
                 let started = std::time::Instant::now();
                 let w = check_follows(&base, &staged).and_then(|()| self.store.append_after(&base, &staged));
