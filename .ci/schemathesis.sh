@@ -55,7 +55,7 @@ mkdir "$work/data" "$work/run"
 # With a signing key, so GET /v1/audit/checkpoint answers its checkpoint.
 target/debug/sitrep key new --name ci.example/sitrep --out "$work/log.key" >/dev/null 2>&1
 RUST_LOG=${RUST_LOG:-warn} target/debug/sitrep serve --demo --listen "127.0.0.1:$port" \
-  --data-dir "$work/data" --signing-key "$work/log.key" >"$work/server.log" 2>&1 &
+  --data-dir "$work/data" --signing-key "$work/log.key" --min-seq-wait 0.01 >"$work/server.log" 2>&1 &
 server_pid=$!
 
 for _ in $(seq 1 100); do
