@@ -142,7 +142,7 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
         })
     });
     let with = paced(&t, secs, start).await;
-    let last = with.acks.last().map_or(head, |a| a.0);
+    let last = with.acks.last().map_or(head, |a| a.seq);
     let drained = drain(&live, last).await;
     let rss_during = pid.map(|_| peak.load(Ordering::Relaxed) as f64 / 1024.0);
     if let Some(s) = sampler {
@@ -210,8 +210,8 @@ async fn full_load(t: &mut Target) -> f64 {
 
 /// What the paced reporter did.
 struct Paced {
-    /// (seq, when its 2xx arrived, µs since the run's start) of each append, by seq.
-    acks: Vec<(u64, u64)>,
+    /// Each append, by seq.
+    acks: Vec<Ack>,
     /// Each append's latency, µs, sorted.
     lat_us: Vec<u64>,
     errors: u64,
@@ -259,7 +259,11 @@ async fn paced(t: &Target, secs: f64, start: Instant) -> Paced {
                         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.to_bytes()).ok()?["seq"].as_u64());
                     match seq {
                         Some(seq) => {
-                            out.acks.push((seq, (acked - start).as_micros() as u64));
+                            out.acks.push(Ack {
+                                seq,
+                                sent_us: (sent - start).as_micros() as u64,
+                                acked_us: (acked - start).as_micros() as u64,
+                            });
                             out.lat_us.push((acked - sent).as_micros() as u64);
                         }
                         None => out.errors += 1,
@@ -283,6 +287,16 @@ async fn paced(t: &Target, secs: f64, start: Instant) -> Paced {
     all.acks.sort_unstable();
     all.lat_us.sort_unstable();
     all
+}
+
+/// One append at the reporters' pace; times in µs since the run's start.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ack {
+    seq: u64,
+    /// When its request was sent.
+    sent_us: u64,
+    /// When its 2xx arrived.
+    acked_us: u64,
 }
 
 /// What one reader saw.
@@ -557,7 +571,7 @@ fn report(r: Report) {
         .acks
         .iter()
         .enumerate()
-        .all(|(i, a)| a.0 == r.head + 1 + i as u64);
+        .all(|(i, a)| a.seq == r.head + 1 + i as u64);
     let attached_seen: Vec<&Seen> = r.seen.iter().filter(|s| s.received > 0 || !s.ended).collect();
     let complete = r
         .seen
@@ -567,17 +581,20 @@ fn report(r: Report) {
     let received: u64 = r.seen.iter().map(|s| s.received).sum();
     let out_of_order: u64 = r.seen.iter().map(|s| s.out_of_order).sum();
     let ended = r.seen.iter().filter(|s| s.ended).count();
-    let mut delays: Vec<u64> = Vec::with_capacity(attached * r.with.acks.len());
+    let deliveries = attached * r.with.acks.len();
+    let (mut delays, mut from_sent) = (Vec::with_capacity(deliveries), Vec::with_capacity(deliveries));
     let mut early = 0u64;
     for s in r.seen {
-        for (arrived, (_, acked)) in s.arrivals.iter().zip(&r.with.acks) {
-            if arrived < acked {
+        for (arrived, ack) in s.arrivals.iter().zip(&r.with.acks) {
+            if *arrived < ack.acked_us {
                 early += 1;
             }
-            delays.push(arrived.saturating_sub(*acked));
+            delays.push(arrived.saturating_sub(ack.acked_us));
+            from_sent.push(arrived.saturating_sub(ack.sent_us));
         }
     }
     delays.sort_unstable();
+    from_sent.sort_unstable();
     let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0} MiB"));
     let rate = |i: usize| median(r.rates[i].clone());
     let ratio = |i: usize| median(r.rates[i].iter().zip(&r.rates[0]).map(|(a, b)| a / b).collect());
@@ -611,6 +628,12 @@ fn report(r: Report) {
         pct(&delays, 0.99),
         pct(&delays, 1.0),
         delays.len()
+    );
+    println!(
+        "| delay, append sent to arrival at a reader: p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        pct(&from_sent, 0.5),
+        pct(&from_sent, 0.99),
+        pct(&from_sent, 1.0)
     );
     println!(
         "| append latency at {PACE_PER_SECOND}/s, p50 / p99: without readers | {:.2} / {:.2} ms |",
