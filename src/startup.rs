@@ -29,7 +29,8 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 /// Time a client has to acknowledge a connection shutdown.
 pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Open connections per worker thread; more wait in the accept backlog.
+/// Open connections per worker thread besides its share of the live feed's
+/// slots (`--max-subscribers`); more wait in the accept backlog.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 /// Time graceful shutdown gives in-flight requests.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);

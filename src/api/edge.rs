@@ -25,7 +25,8 @@ use crate::startup::{
 /// Serve the API on `listener` with `workers` threads (0: one per core).
 pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, workers: usize) -> io::Result<Server> {
     let stopping = state.shutdown.clone();
-    serve_routes(listener, workers, stopping, move |cfg| {
+    let feeds = state.subscribers.limit();
+    serve_routes(listener, workers, feeds, stopping, move |cfg| {
         cfg.app_data(state.clone());
         configure(cfg);
     })
@@ -34,9 +35,16 @@ pub fn serve(listener: std::net::TcpListener, state: web::Data<AppState>, worker
 /// Serve `routes` on `listener` behind this edge and [`request_id`]: the API,
 /// and `sitrep witness`, whose refusals follow the same rules. Idle
 /// connections close once `stopping` turns true.
+///
+/// A live feed holds its connection for as long as it is read, so each worker
+/// accepts its share of the `feeds` slots besides the connections it keeps for
+/// every other request: were the feed's slots counted in those, a full feed
+/// could take every connection, and a reporter's append would wait in the
+/// accept backlog, unanswered, for as long as the feed's readers stayed.
 pub fn serve_routes<F>(
     listener: std::net::TcpListener,
     workers: usize,
+    feeds: usize,
     stopping: watch::Receiver<bool>,
     routes: F,
 ) -> io::Result<Server>
@@ -44,14 +52,16 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let local = listener.local_addr()?;
-    let mut builder = Server::build()
-        .max_concurrent_connections(MAX_CONNECTIONS_PER_WORKER)
+    let workers = if workers > 0 {
+        workers
+    } else {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    };
+    let server = Server::build()
+        .workers(workers)
+        .max_concurrent_connections(MAX_CONNECTIONS_PER_WORKER + feeds.div_ceil(workers))
         .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-        .disable_signals();
-    if workers > 0 {
-        builder = builder.workers(workers);
-    }
-    let server = builder
+        .disable_signals()
         .listen("sitrep-http", listener, move || {
             let app = App::new()
                 .wrap(from_fn(super::caching::http_cache))

@@ -150,6 +150,11 @@ impl Subscribers {
         }
     }
 
+    /// Subscribers served at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     fn acquire(self: &Arc<Self>, principal: &str) -> Result<Slot, ApiError> {
         let mut held = self.held.lock().expect("subscribers lock");
         if held.total >= self.limit {

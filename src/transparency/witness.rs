@@ -105,7 +105,7 @@ impl WitnessApp {
         let port = listener.local_addr()?.port();
         let vkey = witness.cosigner.vkey();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
-        let server = crate::api::serve_routes(listener, WORKERS, stopping_rx, move |cfg| {
+        let server = crate::api::serve_routes(listener, WORKERS, 0, stopping_rx, move |cfg| {
             cfg.app_data(witness.clone())
                 .service(
                     web::resource(ADD_CHECKPOINT)

@@ -296,3 +296,71 @@ async fn a_filtered_catch_up_stops_when_its_clients_leave_and_an_unknown_locatio
     assert_eq!(sse.ids(2).await, seqs);
     assert_eq!(server.metric(scanned).await, before, "no stored event was read for it");
 }
+
+/// A feed holds its connection for good, so a server whose feed slots alone
+/// could take every connection it accepts would, once its feed is full,
+/// answer no other request: not a reporter's append, not `/healthz`. Its
+/// connections leave room beyond the feed, whatever `--max-subscribers` is.
+#[tokio::test]
+async fn a_full_feed_leaves_connections_for_appends() {
+    use crate::process::*;
+    use sitrep::startup::MAX_CONNECTIONS_PER_WORKER;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // This process and the server (which inherits the limit) hold one socket
+    // a feed each.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    // As many feed slots as one worker's connections, before room was left.
+    let feeds = MAX_CONNECTIONS_PER_WORKER;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &tmp.path().join("data"),
+        &["--workers", "1", "--max-subscribers", &feeds.to_string()],
+    );
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..feeds {
+        let (address, gate) = (address.clone(), gate.clone());
+        opening.spawn(async move {
+            let _turn = gate.acquire_owned().await.unwrap();
+            let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+            s.write_all(format!("GET /v1/events/stream HTTP/1.1\r\nhost: {address}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tokio::time::timeout(NOTICE, s.read(&mut buf))
+                    .await
+                    .expect("a feed is answered")
+                    .unwrap();
+                assert!(n > 0, "the server closed a feed");
+                head.extend_from_slice(&buf[..n]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+            s
+        });
+    }
+    let mut open = Vec::new();
+    while let Some(feed) = opening.join_next().await {
+        open.push(feed.unwrap());
+    }
+    assert_eq!(open.len(), feeds);
+    let append = reqwest::Client::new()
+        .post(server.url("/v1/events"))
+        .json(&location("aleppo", None))
+        .timeout(NOTICE)
+        .send()
+        .await;
+    let append = append.expect("with every feed slot taken, an append is still answered");
+    assert_eq!(append.status().as_u16(), 201);
+    drop(open);
+}

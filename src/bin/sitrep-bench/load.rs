@@ -174,11 +174,11 @@ pub type MakeRequest = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
 
 /// A keep-alive HTTP/1.1 connection (hyper's client, no pool or middleware,
 /// so the load generator stays cheap next to the server).
-struct Conn {
-    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+pub struct Conn {
+    pub sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
 }
 
-async fn connect(authority: &str) -> anyhow::Result<Conn> {
+pub async fn connect(authority: &str) -> anyhow::Result<Conn> {
     let stream = tokio::net::TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
@@ -186,10 +186,37 @@ async fn connect(authority: &str) -> anyhow::Result<Conn> {
     Ok(Conn { sender })
 }
 
+/// `base` (`http://host:port`) as the `host:port` to connect to.
+pub fn authority(base: &str) -> String {
+    base.trim_start_matches("http://").trim_end_matches('/').to_owned()
+}
+
+/// `r` as a hyper request to `authority`, with `auth` as its `Authorization`.
+pub fn request(
+    r: Req,
+    authority: &str,
+    auth: Option<&str>,
+) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
+    let mut b = hyper::Request::builder()
+        .method(if r.post { "POST" } else { "GET" })
+        .uri(&r.path)
+        .header("host", authority);
+    if r.body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    b.body(http_body_util::Full::new(hyper::body::Bytes::from(
+        r.body.unwrap_or_default(),
+    )))
+    .expect("request")
+}
+
 /// `conns` connections, each sending requests back to back for `secs`.
 pub async fn load(base: &str, token: Option<String>, conns: usize, secs: f64, make: MakeRequest) -> Load {
     use http_body_util::BodyExt;
-    let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let authority = authority(base);
     let auth = token.map(|t| format!("Bearer {t}"));
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
@@ -217,21 +244,7 @@ pub async fn load(base: &str, token: Option<String>, conns: usize, secs: f64, ma
                 let r = make(task, n);
                 let expect = r.expect;
                 n += 1;
-                let mut b = hyper::Request::builder()
-                    .method(if r.post { "POST" } else { "GET" })
-                    .uri(&r.path)
-                    .header("host", &authority);
-                if r.body.is_some() {
-                    b = b.header("content-type", "application/json");
-                }
-                if let Some(a) = &auth {
-                    b = b.header("authorization", a);
-                }
-                let req = b
-                    .body(http_body_util::Full::new(hyper::body::Bytes::from(
-                        r.body.unwrap_or_default(),
-                    )))
-                    .expect("request");
+                let req = request(r, &authority, auth.as_deref());
                 let t = Instant::now();
                 let ok = match c.sender.send_request(req).await {
                     Ok(res) => {

@@ -4,7 +4,7 @@
 //! `--server URL`.
 //!
 //! Each run is a list of workloads ([`machine::run`] by default;
-//! [`checkpoints`], [`acled`] and [`postgres`] with their options) sharing one
+//! [`checkpoints`], [`acled`], [`postgres`] and [`feed`] with their options) sharing one
 //! load generator ([`load`]) and the events it writes ([`events`]).
 
 use clap::Parser;
@@ -12,6 +12,7 @@ use clap::Parser;
 mod acled;
 mod checkpoints;
 mod events;
+mod feed;
 mod floor;
 mod http;
 mod load;
@@ -60,6 +61,14 @@ struct Options {
     /// bench makes a database of its own there (the role needs CREATEDB).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// Measure only the live feed with this many readers: every event
+    /// delivered once and in order to each, its delay, appends with and
+    /// without them, stalled readers, full-load appends with 100 and 1,000.
+    #[arg(long = "feed", value_name = "READERS")]
+    feed_readers: Option<usize>,
+    /// Seconds of appends at the reporters' pace for --feed.
+    #[arg(long, default_value_t = 30.0)]
+    feed_seconds: f64,
 }
 
 fn main() {
@@ -81,7 +90,9 @@ fn run(opts: Options) -> anyhow::Result<()> {
         return postgres::run(&opts, url);
     }
     runtime()?.block_on(async {
-        if opts.checkpoints {
+        if let Some(readers) = opts.feed_readers {
+            feed::run(&opts, readers).await
+        } else if opts.checkpoints {
             checkpoints::run(&opts).await
         } else {
             machine::run(&opts).await
