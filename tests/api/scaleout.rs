@@ -28,6 +28,28 @@ async fn post(client: &reqwest::Client, server: &ServerProcess, body: &Value) ->
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// Post every body at once, the `i`th through `servers[i % servers.len()]`;
+/// the answers in the bodies' order.
+async fn post_at_once(client: &reqwest::Client, servers: &[&ServerProcess], bodies: Vec<Value>) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let (client, url) = (client.clone(), servers[i % servers.len()].url("/v1/events"));
+            tokio::spawn(async move {
+                let res = client.post(url).json(&body).send().await.unwrap();
+                let status = res.status().as_u16();
+                (status, res.json().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
 async fn get(client: &reqwest::Client, server: &ServerProcess, path: &str) -> (u16, Value) {
     let res = client.get(server.url(path)).send().await.expect("the server answers");
     let status = res.status().as_u16();
@@ -78,32 +100,13 @@ async fn sixty_four_concurrent_appends_over_two_servers_take_seqs_one_to_sixty_f
     let (a, _da) = server_on(db.url());
     let (b, _db) = server_on(db.url());
     let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let client = client.clone();
-        let url = if i % 2 == 0 {
-            a.url("/v1/events")
-        } else {
-            b.url("/v1/events")
-        };
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .json(&actor(&format!("group-{i}")))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status().as_u16(), 201);
-            let receipt: Value = res.json().await.unwrap();
-            (
-                receipt["seq"].as_u64().unwrap(),
-                receipt["hash"].as_str().unwrap().to_owned(),
-            )
-        }));
-    }
+    let bodies = (0..64).map(|i| actor(&format!("group-{i}"))).collect();
+    let answers = post_at_once(&client, &[&a, &b], bodies).await;
     let mut receipts = BTreeMap::new();
-    for t in tasks {
-        let (seq, hash) = t.await.unwrap();
+    for (status, receipt) in answers {
+        assert_eq!(status, 201, "{receipt}");
+        let seq = receipt["seq"].as_u64().unwrap();
+        let hash = receipt["hash"].as_str().unwrap().to_owned();
         assert!(receipts.insert(seq, hash).is_none(), "seq {seq} was given twice");
     }
     assert_eq!(
@@ -129,15 +132,8 @@ async fn one_writer_wins_an_expected_version_across_servers_and_a_retry_through_
     assert_eq!(status, 201, "{body}");
 
     // Server b has never seen aleppo at version 1 through its own appends.
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let client = client.clone();
-        let url = if i % 2 == 0 {
-            a.url("/v1/events")
-        } else {
-            b.url("/v1/events")
-        };
-        tasks.push(tokio::spawn(async move {
+    let bodies = (0..16)
+        .map(|i| {
             let mut e = dev(
                 "report",
                 "aleppo",
@@ -145,13 +141,11 @@ async fn one_writer_wins_an_expected_version_across_servers_and_a_retry_through_
                 json!({"summary": format!("writer {i}")}),
             );
             e["expected_version"] = json!(1);
-            client.post(url).json(&e).send().await.unwrap().status().as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+            e
+        })
+        .collect();
+    let answers = post_at_once(&client, &[&a, &b], bodies).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 15, "{statuses:?}");
 
