@@ -57,7 +57,7 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The channel commits notify.
 const CHANNEL: &str = "sitrep_log";
 /// A writer's turn (`Store::take_turn`): held exclusively by the writer whose
-/// turn it is, and shared by every append (`APPEND`, where it is spelled out).
+/// turn it is, and shared by every append (`APPEND`).
 const TURN_LOCK: i64 = 6_147_659_743_930_499_073;
 /// Serialises migrations across servers starting at once.
 const MIGRATION_LOCK: i64 = 0x5174_7265_7030_0001;
@@ -341,7 +341,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// (and, with `synchronous_commit` on, flushed) before the server says it is
 /// ready for the next query, which is when the client returns.
 const APPEND: &str = "WITH turn AS (
-         SELECT pg_advisory_xact_lock_shared(6147659743930499073)
+         SELECT pg_advisory_xact_lock_shared($13)
      ), h AS (
          SELECT seq FROM sitrep.head, turn WHERE seq = $12 FOR UPDATE OF head
      ), e AS (
@@ -355,7 +355,7 @@ const APPEND: &str = "WITH turn AS (
      )
      UPDATE sitrep.head SET seq = $10, hash = $11
      WHERE seq = $12 AND EXISTS (SELECT 1 FROM h)
-     RETURNING pg_notify('sitrep_log', seq::text)";
+     RETURNING pg_notify($14, seq::text)";
 
 /// An append's rows, as arrays for one `INSERT … SELECT unnest(…)`.
 #[derive(Default)]
@@ -455,6 +455,8 @@ impl Store for PgStore {
                         &head_seq,
                         &head_hash,
                         &base_seq,
+                        &TURN_LOCK,
+                        &CHANNEL,
                     ],
                 )
                 .map_err(pg_err)?;
