@@ -146,6 +146,7 @@ pub fn init() {
     LazyLock::force(&VERIFY_STARTED);
     LazyLock::force(&VERIFY_CANCELLED);
     LazyLock::force(&SSE_CATCH_UP_EVENTS);
+    LazyLock::force(&SSE_FELL_BEHIND);
     LazyLock::force(&CSV_EXPORTS);
 }
 
@@ -177,6 +178,15 @@ pub static SSE_CATCH_UP_EVENTS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "sitrep_sse_catch_up_events_total",
         "Stored events read by live-feed subscribers catching up"
+    )
+    .expect("metric")
+});
+
+/// Live-feed subscribers sent back to the store because their buffer was full.
+pub static SSE_FELL_BEHIND: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "sitrep_sse_fell_behind_total",
+        "Times a live-feed subscriber's buffer was full and it went back to catching up from the store"
     )
     .expect("metric")
 });

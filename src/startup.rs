@@ -208,6 +208,7 @@ impl Application {
             shutdown: shutdown_rx,
             checkpoints,
             subscribers: Arc::new(api::Subscribers::new(settings.max_subscribers, auth.is_some())),
+            fanout: api::Fanout::start(ledger.subscribe(), settings.origin.clone())?,
             verifier: Arc::default(),
             tokens_reloaded: tokens_reloaded_rx,
             origin: settings.origin.clone(),

@@ -10,6 +10,7 @@ mod edge;
 pub mod error;
 mod event_formats;
 mod events;
+mod fanout;
 pub mod guard;
 mod health;
 mod locations;
@@ -30,6 +31,7 @@ use crate::ledger::Ledger;
 pub use edge::{serve, serve_routes};
 pub use error::{ApiError, Code};
 pub(crate) use events::read_body;
+pub use fanout::Fanout;
 pub use stream::Subscribers;
 
 /// What every handler can reach.
@@ -51,6 +53,8 @@ pub struct AppState {
     pub checkpoints: Option<Arc<crate::transparency::signer::Checkpointer>>,
     /// The live feed's subscriber slots.
     pub subscribers: Arc<Subscribers>,
+    /// The live feed's fan-out to its subscribers.
+    pub fanout: Arc<Fanout>,
     /// The one verification of the log that runs at a time, and its last answer.
     pub verifier: Arc<crate::audit::Verifier>,
     /// Counts tokens-file reloads: live feeds re-check their token on each.

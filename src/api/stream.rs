@@ -1,31 +1,32 @@
 //! `GET /v1/events/stream`: the log as server-sent events. Catch-up from the
-//! store, then live from the ledger's feed; `id:` is the seq, `data:` the
-//! stored event (or, with `format=cloudevents`, it as a CloudEvent). A subscriber that lags behind the feed falls back to the
-//! store, so memory stays bounded; one that stops reading for
-//! `STALLED_CONSUMER` is dropped and resumes with `Last-Event-ID`. One that
-//! disconnects is let go at once, idle or catching up, and one whose token a
-//! reload of the tokens file removed is ended. Slots are bounded in all and
-//! per principal.
+//! store, then live from the fan-out (`fanout`); `id:` is the seq, `data:` the
+//! stored event (or, with `format=cloudevents`, it as a CloudEvent). A
+//! subscriber whose buffer fills falls back to the store, so memory stays
+//! bounded; one that stops reading for `STALLED_CONSUMER` is dropped and
+//! resumes with `Last-Event-ID`. One that disconnects is let go at once, idle,
+//! live or catching up, and one whose token a reload of the tokens file
+//! removed is ended. Slots are bounded in all and per principal.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-use actix_web::{web, HttpMessage, HttpRequest, Responder};
-use actix_web_lab::sse;
-use tokio::sync::{broadcast, mpsc, watch};
+use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use tokio::sync::watch;
 
+use super::fanout::{frame, Fanout, Format, Inbox, Outbox};
 use super::guard::Auth;
 use super::query::Query;
 use super::{ApiError, AppState, Code};
 use crate::auth::Principal;
 use crate::domain::{EventType, Slug, StoredEvent};
-use crate::formats::cloudevents::CloudEvent;
 use crate::ledger::Ledger;
 use crate::projection::Projection;
 
-/// Events buffered per subscriber between the store or feed and its socket.
-const BUFFER_EVENTS: usize = 256;
 /// A subscriber whose buffer stays full this long is dropped.
 const STALLED_CONSUMER: Duration = Duration::from_secs(10);
 /// Comment lines sent when idle, so proxies keep the connection open.
@@ -38,34 +39,15 @@ const CATCH_UP_PAGE: u64 = 256;
 /// (with tokens), so one client cannot shut every other one out.
 const PRINCIPAL_SHARE_DIVISOR: usize = 4;
 
-/// What each `data:` line carries (`format=`).
-enum Render {
-    /// The stored event, as `GET /v1/events` gives it.
-    Stored,
-    /// The stored event as a structured CloudEvent with this `source`.
-    CloudEvents(String),
-}
-
-impl Render {
-    fn parse(q: &Query, origin: &str) -> Result<Render, ApiError> {
-        match q.str("format") {
-            None | Some("stored") => Ok(Render::Stored),
-            Some("cloudevents") => Ok(Render::CloudEvents(origin.to_owned())),
-            Some(_) => Err(ApiError::invalid_parameter("format", "must be stored or cloudevents")),
-        }
-    }
-
-    /// The `data:` of `e`; `stored` is its stored JSON when already rendered.
-    fn data(&self, e: &StoredEvent, stored: Option<&str>) -> serde_json::Result<String> {
-        match (self, stored) {
-            (Render::Stored, Some(json)) => Ok(json.to_owned()),
-            (Render::Stored, None) => serde_json::to_string(e),
-            (Render::CloudEvents(origin), _) => Ok(CloudEvent::of(e, origin).to_json()),
-        }
+fn format(q: &Query) -> Result<Format, ApiError> {
+    match q.str("format") {
+        None | Some("stored") => Ok(Format::Stored),
+        Some("cloudevents") => Ok(Format::CloudEvents),
+        Some(_) => Err(ApiError::invalid_parameter("format", "must be stored or cloudevents")),
     }
 }
 
-struct Filter {
+pub struct Filter {
     event_type: Option<EventType>,
     location: Option<Slug>,
     actor: Option<Slug>,
@@ -116,7 +98,12 @@ impl Filter {
         Some(Step { seqs, resume })
     }
 
-    fn keeps(&self, e: &StoredEvent) -> bool {
+    /// Takes every event: its frames can be the ones shared by all such.
+    pub fn takes_all(&self) -> bool {
+        self.event_type.is_none() && self.location.is_none() && self.actor.is_none()
+    }
+
+    pub fn keeps(&self, e: &StoredEvent) -> bool {
         self.event_type.is_none_or(|t| t == e.event_type)
             && self.location.as_ref().is_none_or(|l| e.location.as_ref() == Some(l))
             && self.actor.as_ref().is_none_or(|a| e.names_actor(a))
@@ -203,9 +190,9 @@ impl Drop for Slot {
     }
 }
 
-pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<impl Responder, ApiError> {
+pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = Query::parse(req.query_string(), &["after", "type", "location", "actor", "format"])?;
-    let render = Render::parse(&q, &state.origin)?;
+    let format = format(&q)?;
     let mut after = q.uint("after")?.unwrap_or(0);
     if let Some(v) = req.headers().get("last-event-id") {
         after = v
@@ -214,21 +201,20 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| ApiError::invalid_header("Last-Event-ID", "must be a seq (a non-negative integer)"))?;
     }
-    let filter = Filter {
+    let filter = Arc::new(Filter {
         event_type: q.parsed::<EventType>("type")?,
         location: q.slug("location")?,
         actor: q.slug("actor")?,
-    };
+    });
     let principal = req
         .extensions()
         .get::<Principal>()
         .cloned()
         .expect("the guard names every principal");
     let slot = state.subscribers.acquire(&principal.name)?;
-    let (tx, rx) = mpsc::channel(BUFFER_EVENTS);
+    let (tx, rx) = super::fanout::buffer();
     let ledger = state.ledger.clone();
-    // Subscribe before catching up, so nothing committed in between is missed.
-    let live = ledger.subscribe();
+    let fanout = state.fanout.clone();
     let mut shutdown = state.shutdown.clone();
     let revoked = revoked(state.auth.clone(), principal, state.tokens_reloaded.clone());
     actix_web::rt::spawn(async move {
@@ -237,32 +223,33 @@ pub async fn subscribe(req: HttpRequest, state: web::Data<AppState>) -> Result<i
         // held open by subscribers; they resume elsewhere with Last-Event-ID.
         // It ends too when a reload removes the subscriber's token.
         tokio::select! {
-            _ = feed(ledger, live, after, filter, render, tx) => {}
+            _ = feed(ledger, fanout, after, filter, format, tx) => {}
             _ = shutdown.wait_for(|down| *down) => {}
             _ = revoked => {}
         }
     });
-    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(ContentEncoding::Identity)
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .streaming(body(rx)))
 }
 
-/// Send one event (`json` is its stored JSON); false when the subscriber is
-/// gone or stalled.
-async fn send(tx: &mpsc::Sender<sse::Event>, seq: u64, json: String) -> bool {
-    let data = sse::Data::new(json).id(seq.to_string());
-    matches!(
-        tokio::time::timeout(STALLED_CONSUMER, tx.send(data.into())).await,
-        Ok(Ok(()))
-    )
+/// The response body: the frames from `rx` as they come, and a comment line
+/// every `HEARTBEAT`; it ends when the feed lets go of `rx`.
+fn body(mut rx: Inbox) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures_util::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        Poll::Ready(Some(frames)) => Poll::Ready(Some(Ok(frames))),
+        Poll::Ready(None) => Poll::Ready(None),
+        Poll::Pending => heartbeat
+            .poll_tick(cx)
+            .map(|_| Some(Ok(Bytes::from_static(b": keep-alive\n\n")))),
+    })
 }
 
-async fn feed(
-    ledger: Arc<Ledger>,
-    mut live: broadcast::Receiver<Arc<crate::ledger::FeedItem>>,
-    after: u64,
-    filter: Filter,
-    render: Render,
-    tx: mpsc::Sender<sse::Event>,
-) {
+async fn feed(ledger: Arc<Ledger>, fanout: Arc<Fanout>, after: u64, filter: Arc<Filter>, format: Format, tx: Outbox) {
     // Nothing follows the largest seq; saturate rather than wrap to a replay.
     let mut next = after.saturating_add(1);
     loop {
@@ -295,42 +282,28 @@ async fn feed(
                 return;
             };
             crate::metrics::SSE_CATCH_UP_EVENTS.inc_by(page.len() as u64);
-            for e in page.into_iter().flatten() {
-                if filter.keeps(&e) {
-                    let Ok(json) = render.data(&e, None) else { return };
-                    if !send(&tx, e.seq, json).await {
-                        return;
-                    }
+            for e in page.into_iter().flatten().filter(|e| filter.keeps(e)) {
+                let mut f = BytesMut::new();
+                frame(&mut f, &e, format, fanout.origin());
+                if !tx.send(f.freeze(), STALLED_CONSUMER).await {
+                    return;
                 }
             }
             next = step.resume;
             // Other subscribers and requests on this worker get their turn.
             tokio::task::yield_now().await;
         }
-        // Then live, until the feed outruns this subscriber; a subscriber that
-        // leaves while the log is quiet is noticed here.
-        loop {
-            let item = tokio::select! {
-                item = live.recv() => item,
-                _ = tx.closed() => return,
-            };
-            match item {
-                Ok(item) if item.event.seq < next => continue,
-                Ok(item) if item.event.seq > next => break,
-                Ok(item) => {
-                    if filter.keeps(&item.event) {
-                        let Ok(json) = render.data(&item.event, Some(&item.json)) else {
-                            return;
-                        };
-                        if !send(&tx, item.event.seq, json).await {
-                            return;
-                        }
-                    }
-                    next = item.event.seq + 1;
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+        // Then live, until the fan-out sends it back to the store; one that
+        // the fan-out handed `next` to meanwhile catches up again first.
+        let Some(mut membership) = fanout.join(filter.clone(), format, next, tx.clone()) else {
+            continue;
+        };
+        tokio::select! {
+            resume = &mut membership.demoted => match resume {
+                Ok(resume) => next = resume,
+                Err(_) => return,
+            },
+            _ = tx.closed() => return,
         }
     }
 }

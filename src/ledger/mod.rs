@@ -35,9 +35,9 @@ mod writer;
 
 pub use restore::{check_and_apply, rebuild, restore};
 
-/// Committed events kept for live subscribers; one that falls further behind
-/// catches up from the store instead.
-const FEED_EVENTS: usize = 4096;
+/// Committed groups kept for the live feed; a receiver that falls further
+/// behind catches up from the store instead.
+const FEED_GROUPS: usize = 4096;
 /// Events folded at start-up beyond which a fresh checkpoint is written.
 const CHECKPOINT_AFTER_EVENTS: u64 = 10_000;
 /// Requests waiting for the writer; beyond this, appends wait to enqueue.
@@ -85,13 +85,11 @@ enum Job {
     Stop,
 }
 
-/// A committed event as the live feed passes it on, rendered once for every
-/// subscriber.
+/// Events made durable and folded together (a group, or a step of following
+/// other servers), in seq order, as the live feed receives them.
 #[derive(Debug)]
-pub struct FeedItem {
-    pub event: StoredEvent,
-    /// The stored event's JSON, as `GET /v1/events` serves it.
-    pub json: String,
+pub struct Committed {
+    pub events: Vec<StoredEvent>,
 }
 
 pub struct Ledger {
@@ -99,7 +97,7 @@ pub struct Ledger {
     /// Where projection checkpoints are kept.
     checkpoints: Option<PathBuf>,
     projection: Arc<RwLock<Projection>>,
-    feed: broadcast::Sender<Arc<FeedItem>>,
+    feed: broadcast::Sender<Arc<Committed>>,
     folded: watch::Receiver<u64>,
     wake: Arc<dyn Fn() + Send + Sync>,
     tx: mpsc::Sender<Job>,
@@ -135,7 +133,7 @@ impl Ledger {
         let last_recorded_at = projection.last_recorded_at().map(|t| t.at());
         let projection = Arc::new(RwLock::new(projection));
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
-        let (feed, _) = broadcast::channel(FEED_EVENTS);
+        let (feed, _) = broadcast::channel(FEED_GROUPS);
         let follow_queued = Arc::new(AtomicBool::new(false));
         let wake: Arc<dyn Fn() + Send + Sync> = {
             let (tx, queued) = (tx.clone(), follow_queued.clone());
@@ -205,9 +203,10 @@ impl Ledger {
         reached.ok_or_else(|| *self.folded.borrow())
     }
 
-    /// Committed events from now on, in seq order. A receiver that lags more
-    /// than the feed holds gets `Lagged` and must catch up from the store.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
+    /// Committed events from now on, a group at a time, in seq order. A
+    /// receiver that lags more than the feed holds gets `Lagged` and must
+    /// catch up from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.feed.subscribe()
     }
     /// Append events (one, or an atomic batch) as `principal`.

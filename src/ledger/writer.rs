@@ -12,7 +12,7 @@ use crate::projection::Projection;
 use crate::store::{check_follows, corrupt, Head, Staged, Store, StoreError};
 
 use super::plan::{Group, Plan, Request};
-use super::{AppendError, Appended, FeedItem, Job, MAX_GROUP_EVENTS};
+use super::{AppendError, Appended, Committed, Job, MAX_GROUP_EVENTS};
 
 /// Events folded per step when following other servers.
 const FOLLOW_CHUNK: u64 = 4096;
@@ -24,7 +24,7 @@ const MAX_REPLANS: usize = 4;
 pub(super) struct Writer {
     pub store: Arc<dyn Store>,
     pub projection: Arc<RwLock<Projection>>,
-    pub feed: broadcast::Sender<Arc<FeedItem>>,
+    pub feed: broadcast::Sender<Arc<Committed>>,
     /// The seq folded into the projection, for reads that wait on `min_seq`.
     pub folded: watch::Sender<u64>,
     /// A `Follow` job is queued; the wake-ups in between are the same one.
@@ -146,20 +146,17 @@ impl Writer {
             let at = last.recorded_at.at();
             self.last_recorded_at = Some(self.last_recorded_at.map_or(at, |t| t.max(at)));
             self.folded.send_replace(last.seq);
-            self.publish(events.iter());
+            self.publish(events.into_iter());
         }
     }
 
-    /// Hand committed events to the live feed's subscribers.
-    fn publish<'a>(&self, events: impl Iterator<Item = &'a StoredEvent>) {
+    /// Hand committed events to the live feed, as one group; rendering and
+    /// fanning them out to subscribers is the feed's work, not the writer's.
+    fn publish(&self, events: impl Iterator<Item = StoredEvent>) {
         if self.feed.receiver_count() > 0 {
-            for event in events {
-                let json = serde_json::to_string(event).expect("stored events serialize");
-                let _ = self.feed.send(Arc::new(FeedItem {
-                    event: event.clone(),
-                    json,
-                }));
-            }
+            let _ = self.feed.send(Arc::new(Committed {
+                events: events.collect(),
+            }));
         }
     }
 
@@ -235,9 +232,14 @@ impl Writer {
             };
             let _ = r.reply.send(answer);
         }
+        // The reporters first: their requests are woken before the feed's
+        // fan-out competes with them for the workers.
+        if written.is_ok() && !staged.is_empty() {
+            self.publish(staged.into_iter().map(|s| s.event));
+        }
     }
 
-    /// Fold a durable group into the projection, then tell the feed.
+    /// Fold a durable group into the projection.
     fn apply(&mut self, staged: &[Staged], tree: crate::domain::integrity::MerkleFrontier) {
         let mut projection = self.projection.write().expect("projection lock");
         for s in staged {
@@ -252,8 +254,8 @@ impl Writer {
         projection.set_tree(tree);
         drop(projection);
         self.last_recorded_at = Some(last.recorded_at.at());
+        // Readers and subscribers see an event only once it is durable and
+        // folded.
         self.folded.send_replace(last.seq);
-        // Subscribers see an event only once it is durable and readable.
-        self.publish(staged.iter().map(|s| &s.event));
     }
 }

@@ -364,3 +364,124 @@ async fn a_full_feed_leaves_connections_for_appends() {
     assert_eq!(append.status().as_u16(), 201);
     drop(open);
 }
+
+/// `sitrep_sse_fell_behind_total` from `/metrics`.
+async fn fell_behind(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("sitrep_sse_fell_behind_total "))
+        .expect("the metric is served")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A feed read over a bare connection with a small receive buffer, so that
+/// the server sees it full soon after it stops reading.
+struct RawFeed {
+    stream: tokio::net::TcpStream,
+    seen: String,
+}
+
+impl RawFeed {
+    async fn open(app: &TestApp, query: &str) -> RawFeed {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let addr = app.address.trim_start_matches("http://").parse().unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        let head = format!("GET /v1/events/stream{query} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        RawFeed {
+            stream,
+            seen: String::new(),
+        }
+    }
+
+    /// Read until the event `last` has arrived (bounded); every event's id in
+    /// order. Each chunk of the response carries whole events, so `id:` lines
+    /// are never cut by the chunked encoding.
+    async fn ids_until(&mut self, last: u64) -> Vec<u64> {
+        use tokio::io::AsyncReadExt;
+        let want = format!("\nid: {last}\n");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut from = 0;
+        while !self.seen[from..].contains(&want) {
+            from = self.seen.len().saturating_sub(want.len());
+            let Ok(n) = tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await else {
+                let tail = &self.seen[self.seen.len().saturating_sub(300)..];
+                panic!("event {last} did not arrive in time; the feed ends with {tail:?}");
+            };
+            let n = n.unwrap();
+            assert!(n > 0, "the feed ended early");
+            self.seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        self.seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|id| id.trim().parse().unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing() {
+    let app = spawn_app().await;
+    seed_basics(&app).await;
+    // Three live subscribers: every event, one location's, and CloudEvents.
+    let mut all = RawFeed::open(&app, "").await;
+    let mut north = RawFeed::open(&app, "?location=aleppo-north").await;
+    let mut cloud = RawFeed::open(&app, "?format=cloudevents").await;
+    assert_eq!(all.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
+    assert_eq!(north.ids_until(4).await, vec![4]);
+    assert_eq!(cloud.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
+    assert_eq!(fell_behind(&app).await, 0);
+    // Unread, far more than a subscriber's buffer and its socket hold, in
+    // batches (groups of many events), alternating locations.
+    // (The server's send buffer grows up to 4 MiB by default.)
+    let big = "x".repeat(3 * 1024);
+    for b in 0..24 {
+        let batch: Vec<Value> = (0..125)
+            .map(|i| {
+                let at = if i % 2 == 0 { "aleppo-north" } else { "aleppo-south" };
+                dev(
+                    "report",
+                    at,
+                    "2024-12-01T00:00:00Z",
+                    json!({"summary": format!("{b}/{i} {big}")}),
+                )
+            })
+            .collect();
+        let (status, body) = app.post_json(&Value::Array(batch)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // The fan-out hands a group out just after its append is answered.
+    let mut behind = 0;
+    for _ in 0..100 {
+        behind = fell_behind(&app).await;
+        if behind > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(behind >= 1, "no subscriber fell behind");
+    // Each gets every event it takes once, in order, through the store, and
+    // is live again after it.
+    let (status, _) = app
+        .post_json(&dev(
+            "report",
+            "aleppo-north",
+            "2024-12-01T00:00:00Z",
+            json!({"summary": "after"}),
+        ))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(all.ids_until(3006).await, (1..=3006).collect::<Vec<u64>>());
+    let mut north_ids = vec![4];
+    north_ids.extend((0..24).flat_map(|b| (0..125).step_by(2).map(move |i| 6 + 125 * b + i)));
+    north_ids.push(3006);
+    assert_eq!(north.ids_until(3006).await, north_ids);
+    assert_eq!(cloud.ids_until(3006).await, (1..=3006).collect::<Vec<u64>>());
+    assert!(cloud.seen.contains(r#""specversion":"1.0""#));
+}
