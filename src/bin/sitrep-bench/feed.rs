@@ -32,6 +32,16 @@ const STALLED: usize = 100;
 /// A stalled reader's socket receive buffer: small, so that what the server
 /// sends it piles up on the server's side soon.
 const STALLED_RECV_BUFFER: u32 = 4096;
+/// Bytes of events appended past the stalled readers: far more than a
+/// reader's buffer and the kernel's socket buffers (up to 4 MiB by default)
+/// hold, so the server must let them go.
+const STALL_PUSH_BYTES: usize = 16 << 20;
+/// Events a request, and each one's summary size, while pushing past them.
+const STALL_BATCH: usize = 100;
+const STALL_SUMMARY_BYTES: usize = 3 * 1024;
+/// How long the server is given after the push: its stall limit (10 s) and
+/// some.
+const STALL_WAIT: Duration = Duration::from_secs(15);
 /// Readers attached during the full-load appends.
 const LOADED_READERS: [usize; 2] = [100, 1000];
 /// Connections of the full-load appends, as in the default run's row.
@@ -148,12 +158,40 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
     if let Some(s) = sampler {
         s.abort();
     }
-    let stalled_open = still_open(stalled).await;
     stop.send_replace(true);
     let refused = live.refused;
     let seen = live.finish().await;
     tokio::time::sleep(SETTLE).await;
     let rss_after = rss();
+
+    // The stalled readers alone: push far more than they can hold past them,
+    // wait past the server's stall limit, and see what it still holds.
+    eprintln!(
+        "pushing {} MiB past the {STALLED} stalled readers",
+        STALL_PUSH_BYTES >> 20
+    );
+    let held_before = subscribers(&t).await;
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = pid.map(|p| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max((status_mib(p, "VmRSS") * 1024.0) as u64, Ordering::Relaxed);
+                tokio::time::sleep(SAMPLE).await;
+            }
+        })
+    });
+    push(&t).await?;
+    tokio::time::sleep(STALL_WAIT).await;
+    let stall_peak = pid.map(|_| peak.load(Ordering::Relaxed) as f64 / 1024.0);
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    let stall = Stall {
+        held: [held_before, subscribers(&t).await],
+        open: still_open(stalled).await,
+        rss: [rss_after, stall_peak, rss()],
+    };
 
     report(Report {
         readers,
@@ -164,7 +202,7 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
         alone: &alone,
         seen: &seen,
         drained,
-        stalled_open,
+        stall,
         rss: [rss_before, rss_attached, rss_during, rss_after],
         rates: &rates,
         loaded_out_of_order,
@@ -486,6 +524,41 @@ async fn stall(t: &Target, after: u64) -> anyhow::Result<Vec<tokio::net::TcpStre
     Ok(stalled)
 }
 
+/// Append `STALL_PUSH_BYTES` of events, in batches.
+async fn push(t: &Target) -> anyhow::Result<()> {
+    let summary = "x".repeat(STALL_SUMMARY_BYTES);
+    let url = format!("{}/v1/events", t.url);
+    for b in 0..STALL_PUSH_BYTES / (STALL_BATCH * STALL_SUMMARY_BYTES) {
+        let batch: Vec<serde_json::Value> = (0..STALL_BATCH)
+            .map(|i| {
+                let mut e = event_body(b, i as u64);
+                e["data"]["summary"] = serde_json::Value::String(summary.clone());
+                e
+            })
+            .collect();
+        let res = crate::load::authed(t.client.post(&url).json(&batch), &t.token)
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("a batch past the stalled readers got {}", res.status());
+        }
+    }
+    Ok(())
+}
+
+/// The live-feed subscribers the server holds (`sitrep_sse_subscribers`),
+/// when its metrics can be read.
+async fn subscribers(t: &Target) -> Option<u64> {
+    let res = crate::load::authed(t.client.get(format!("{}/metrics", t.url)), &t.token)
+        .send()
+        .await
+        .ok()?;
+    let text = res.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sitrep_sse_subscribers "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// How many of the stalled readers' connections the server still holds open:
 /// once it drops a stalled reader, it closes the connection, which a write
 /// then finds (or a read, past what the server had sent).
@@ -542,7 +615,7 @@ struct Report<'a> {
     alone: &'a Paced,
     seen: &'a [Seen],
     drained: usize,
-    stalled_open: usize,
+    stall: Stall,
     /// Server VmRSS (MiB): before the readers, attached and idle, peak while
     /// appending, after they left.
     rss: [Option<f64>; 4],
@@ -551,6 +624,16 @@ struct Report<'a> {
     loaded_out_of_order: u64,
     loaded_readers: usize,
     errors: u64,
+}
+
+/// The stalled readers after the push past them.
+struct Stall {
+    /// Subscribers the server held before the push and after the wait.
+    held: [Option<u64>; 2],
+    /// Their connections still open after the wait.
+    open: usize,
+    /// Server VmRSS (MiB): before the push, peak during it and the wait, after.
+    rss: [Option<f64>; 3],
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -654,9 +737,20 @@ fn report(r: Report) {
         ms(r.rss[2]),
         ms(r.rss[3])
     );
+    let held = |h: Option<u64>| h.map_or("?".to_owned(), |h| h.to_string());
     println!(
-        "| {STALLED} stalled readers the server still held after the appends | {} |",
-        r.stalled_open
+        "| {STALLED} stalled readers, {} MiB appended past them, then {} s: subscribers the server held before / after | {} / {} ({} of their connections still open) |",
+        STALL_PUSH_BYTES >> 20,
+        STALL_WAIT.as_secs(),
+        held(r.stall.held[0]),
+        held(r.stall.held[1]),
+        r.stall.open
+    );
+    println!(
+        "| server VmRSS around the push: before / peak / after | {} / {} / {} |",
+        ms(r.stall.rss[0]),
+        ms(r.stall.rss[1]),
+        ms(r.stall.rss[2])
     );
     println!(
         "| full-load appends, {LOAD_CONNS} conns: no readers / {} / {} readers | {:.0} / {:.0} / {:.0} events/s ({:.2}x / {:.2}x) |",
