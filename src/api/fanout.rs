@@ -22,19 +22,28 @@ use crate::ledger::Committed;
 
 use super::stream::Filter;
 
-/// Events buffered per subscriber between the store or the fan-out and its
-/// socket; a live subscriber whose buffer would overflow goes back to the store.
-pub const BUFFER_EVENTS: usize = 256;
-/// Most events handed to one subscriber at once (one write).
-const CHUNK_EVENTS: usize = 64;
+/// Events buffered per subscriber while it catches up from the store (one a
+/// message).
+const BUFFER_MESSAGES: usize = 256;
+/// Bytes of frames buffered per live subscriber between the fan-out and its
+/// socket; one whose buffer would overflow goes back to the store.
+const BUFFER_BYTES: usize = 1 << 20;
 /// Most events one round of the fan-out hands out.
-const ROUND_EVENTS: usize = 4096;
-/// Live subscribers handed their frames between two pauses of a round, so
-/// the workers that write frames out (and answer every other request) never
-/// have more than this many subscribers to serve at once.
+const ROUND_EVENTS: usize = 512;
+/// Most events handed to a subscriber in one piece, so that its buffer's
+/// bound applies piece by piece however large the events.
+const CHUNK_EVENTS: usize = 64;
+/// Subscribers the fan-out hands frames to (each one write on its socket)
+/// a second, at most. With more subscribers a round takes longer and the
+/// events committed meanwhile go out together in the next, in fewer, larger
+/// writes: the feed's share of the machine is bounded, however many
+/// subscribers it has, and its delay grows with them instead.
+const WRITES_PER_SECOND: u32 = 40_000;
+/// Live subscribers handed their frames at once, before the fan-out pauses
+/// for their share of `WRITES_PER_SECOND`; the workers that write frames out
+/// (and answer every other request) never have more than this many
+/// subscribers to serve at once.
 const SLICE_MEMBERS: usize = 256;
-/// The pause between two slices of a round.
-const SLICE_PAUSE: Duration = Duration::from_millis(1);
 
 /// What each `data:` line carries (`format=`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,29 +54,23 @@ pub enum Format {
     CloudEvents,
 }
 
-/// Frames on their way to one subscriber's socket, and how many events they carry.
-pub struct Frames {
-    bytes: Bytes,
-    events: usize,
-}
-
 /// The sending end of one subscriber's buffer.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Frames>,
-    /// Events sent and not yet taken by the socket.
+    tx: mpsc::Sender<Bytes>,
+    /// Bytes sent and not yet taken by the socket.
     queued: Arc<AtomicUsize>,
 }
 
 /// The receiving end: the response body takes frames from it.
 pub struct Inbox {
-    rx: mpsc::Receiver<Frames>,
+    rx: mpsc::Receiver<Bytes>,
     queued: Arc<AtomicUsize>,
 }
 
-/// A subscriber's buffer of `BUFFER_EVENTS`.
+/// A subscriber's buffer.
 pub fn buffer() -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::channel(BUFFER_EVENTS);
+    let (tx, rx) = mpsc::channel(BUFFER_MESSAGES);
     let queued = Arc::new(AtomicUsize::new(0));
     (
         Outbox {
@@ -82,22 +85,19 @@ impl Outbox {
     /// Queue one event's frame, waiting up to `stalled` for room; false when
     /// the subscriber is gone or stalled.
     pub async fn send(&self, frame: Bytes, stalled: Duration) -> bool {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let frames = Frames {
-            bytes: frame,
-            events: 1,
-        };
-        matches!(tokio::time::timeout(stalled, self.tx.send(frames)).await, Ok(Ok(())))
+        self.queued.fetch_add(frame.len(), Ordering::SeqCst);
+        matches!(tokio::time::timeout(stalled, self.tx.send(frame)).await, Ok(Ok(())))
     }
 
-    /// Queue `events` events' frames if they fit the buffer now.
-    fn try_send(&self, bytes: Bytes, events: usize) -> bool {
-        if self.queued.load(Ordering::SeqCst) + events > BUFFER_EVENTS {
+    /// Queue `frames` if they fit the buffer now.
+    fn try_send(&self, frames: Bytes) -> bool {
+        let len = frames.len();
+        if self.queued.load(Ordering::SeqCst) + len > BUFFER_BYTES {
             return false;
         }
-        self.queued.fetch_add(events, Ordering::SeqCst);
-        if self.tx.try_send(Frames { bytes, events }).is_err() {
-            self.queued.fetch_sub(events, Ordering::SeqCst);
+        self.queued.fetch_add(len, Ordering::SeqCst);
+        if self.tx.try_send(frames).is_err() {
+            self.queued.fetch_sub(len, Ordering::SeqCst);
             return false;
         }
         true
@@ -116,9 +116,8 @@ impl Outbox {
 impl Inbox {
     pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Bytes>> {
         self.rx.poll_recv(cx).map(|frames| {
-            frames.map(|f| {
-                self.queued.fetch_sub(f.events, Ordering::SeqCst);
-                f.bytes
+            frames.inspect(|f| {
+                self.queued.fetch_sub(f.len(), Ordering::SeqCst);
             })
         })
     }
@@ -214,24 +213,21 @@ impl<'a> Chunk<'a> {
         })
     }
 
-    /// The frames a subscriber with `filter` takes from the events at
-    /// `from..`, and how many events they are.
-    fn frames_for(&mut self, from: usize, filter: &Filter, format: Format) -> Option<(Bytes, usize)> {
+    /// The frames a subscriber with `filter` takes from the events at `from..`.
+    fn frames_for(&mut self, from: usize, filter: &Filter, format: Format) -> Option<Bytes> {
         let events = self.events;
         let (all, starts) = self.all(format);
         if filter.takes_all() {
-            return Some((all.slice(starts[from]..), events.len() - from));
+            return Some(all.slice(starts[from]..));
         }
         let mut buf = BytesMut::new();
-        let mut kept = 0;
         for (i, e) in events.iter().enumerate().skip(from) {
             if filter.keeps(e) {
                 let end = starts.get(i + 1).copied().unwrap_or(all.len());
                 buf.extend_from_slice(&all[starts[i]..end]);
-                kept += 1;
             }
         }
-        (kept > 0).then(|| (buf.freeze(), kept))
+        (!buf.is_empty()).then(|| buf.freeze())
     }
 }
 
@@ -248,8 +244,8 @@ fn hand(member: &mut Member, chunks: &mut [Chunk]) -> bool {
         if chunk.events[from].seq != member.next {
             return false;
         }
-        if let Some((bytes, events)) = chunk.frames_for(from, &member.filter, member.format) {
-            if !member.outbox.try_send(bytes, events) {
+        if let Some(frames) = chunk.frames_for(from, &member.filter, member.format) {
+            if !member.outbox.try_send(frames) {
                 if !member.outbox.is_closed() {
                     crate::metrics::SSE_FELL_BEHIND.inc();
                 }
@@ -357,6 +353,7 @@ impl Fanout {
             m.published = m.published.max(last);
         }
         loop {
+            let slice_started = std::time::Instant::now();
             let mut m = self.members.lock().expect("fan-out lock");
             let (mut handed, mut i, mut more) = (0, 0, false);
             while i < m.live.len() {
@@ -379,10 +376,13 @@ impl Fanout {
                 }
             }
             drop(m);
+            // The slice's share of `WRITES_PER_SECOND`, the last one's too:
+            // the next round waits for it, gathering what is committed meanwhile.
+            let share = Duration::from_secs(1) * handed as u32 / WRITES_PER_SECOND;
+            std::thread::sleep(share.saturating_sub(slice_started.elapsed()));
             if !more {
                 return;
             }
-            std::thread::sleep(SLICE_PAUSE);
         }
     }
 }

@@ -257,9 +257,25 @@ struct Paced {
 
 /// Append `PACE_PER_SECOND` events a second for `secs`, each on its schedule
 /// however long the ones before took (over `PACE_CONNS` connections).
+/// The reporter's appends at `PACE_PER_SECOND` for `secs`, on a thread and
+/// runtime of their own: their timings must not wait behind the readers'
+/// tasks on this process's runtime.
 async fn paced(t: &Target, secs: f64, start: Instant) -> Paced {
-    let authority = authority(&t.url);
-    let auth = t.token.as_ref().map(|t| format!("Bearer {t}"));
+    let (url, token) = (t.url.clone(), t.token.clone());
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the reporter")
+            .block_on(reporter(&url, token, secs, start))
+    })
+    .await
+    .expect("the reporter's thread")
+}
+
+async fn reporter(url: &str, token: Option<String>, secs: f64, start: Instant) -> Paced {
+    let authority = authority(url);
+    let auth = token.as_ref().map(|t| format!("Bearer {t}"));
     let total = (secs * f64::from(PACE_PER_SECOND)).round() as u64;
     let every = Duration::from_secs(1) / PACE_PER_SECOND;
     let t0 = tokio::time::Instant::now();
