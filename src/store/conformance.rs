@@ -169,6 +169,47 @@ fn an_ok_append_is_durable_and_reopening_restores_the_head() {
 }
 
 #[test]
+fn lone_appends_between_batches_reopen_to_the_last_event_with_every_stored_node() {
+    each_backend(|b| {
+        let mut tree = MerkleFrontier::default();
+        let mut roots = Vec::new();
+        let (head, written) = {
+            let store = b.open();
+            // A batch, then lone events up to and past seq 16 (whose event
+            // completes a stored node), then a batch, then lone events again.
+            for size in [3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1] {
+                let batch = events_after(&store.head(), size, &mut tree);
+                let head = store.append(&batch).expect("appends");
+                assert_eq!(head.hash, batch[size - 1].event.hash, "{}", b.name());
+                roots.push((head.seq, tree.root()));
+            }
+            (store.head(), all_records(&*store))
+        };
+        assert_eq!(head.seq, 24, "{}", b.name());
+        for _ in 0..2 {
+            let store = b.open();
+            assert_eq!(store.head(), head, "{}: the head after reopening", b.name());
+            assert_eq!(
+                all_records(&*store),
+                written,
+                "{}: the records after reopening",
+                b.name()
+            );
+            for (size, root) in &roots {
+                let from_store = store.frontier(*size).expect("the frontier reads");
+                assert_eq!(from_store.root(), *root, "{}: the root at size {size}", b.name());
+            }
+        }
+        // The next append, lone, follows the reopened head, and so on.
+        let store = b.open();
+        let batch = events_after(&head, 1, &mut tree);
+        assert_eq!(store.append(&batch).expect("appends").seq, 25, "{}", b.name());
+        drop(store);
+        assert_eq!(b.open().head().hash, batch[0].event.hash, "{}", b.name());
+    });
+}
+
+#[test]
 fn seqs_stay_gapless_across_appends_and_a_scan_checks_the_chain() {
     each_backend(|b| {
         let store = b.open();

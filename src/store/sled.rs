@@ -5,7 +5,7 @@
 //! | key                      | value                              |
 //! |--------------------------|------------------------------------|
 //! | `e` + seq (u64, BE)      | the event's record (`store::Record`) |
-//! | `h`                      | head: seq (u64, BE) + hash (32 B)  |
+//! | `h`                      | head as of the last batch: seq (u64, BE) + hash (32 B) |
 //! | `m` + level (1 B) + index (u64, BE) | a perfect Merkle subtree's hash (32 B), for levels >= `STORED_NODE_LEVEL` |
 //! | `v`                      | the layout version (1 B)           |
 //!
@@ -13,6 +13,13 @@
 //! makes atomic across crashes, then calls `flush` and, because sled 0.34's flush
 //! ends in `sync_file_range` (no metadata, no device cache flush), an
 //! `fdatasync` of sled's log file. Only then does the caller acknowledge.
+//!
+//! A lone event that completes no stored Merkle node is one key, and is written
+//! with a plain `insert` instead: sled 0.34's `apply_batch` first writes its batch
+//! manifest in a log buffer of its own, with its own `sync_file_range` (one more
+//! device round trip than the event's). `h` then lags; the head is the last
+//! event, whose record holds its seq and hash. sled recovers its log as a prefix,
+//! so events after `h` are always a run without gaps.
 //!
 //! Two quirks of sled stay here: its page cache keeps written pages until they
 //! are read (the read-back below), and after an I/O error it refuses every
@@ -89,13 +96,25 @@ impl SledStore {
             .flush_every_ms(None)
             .open()?;
         let log = db.open_tree("log")?;
-        let head = match log.get(HEAD_KEY)? {
+        let batched = match log.get(HEAD_KEY)? {
             None => Head::genesis(),
             Some(v) if v.len() == 40 => Head {
                 seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
                 hash: Hash::from_bytes(v[8..].try_into().expect("32 bytes")),
             },
             Some(_) => return Err(corrupt(0, "the head record is malformed")),
+        };
+        // Lone appends after the last batch (see the module's notes).
+        let head = match log.range(event_key(batched.seq + 1)..=event_key(u64::MAX)).next_back() {
+            None => batched,
+            Some(kv) => {
+                let (k, v) = kv?;
+                let seq = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+                Head {
+                    seq,
+                    hash: Record::new(seq, RecordBytes::Sled(v))?.hash(),
+                }
+            }
         };
         match log.get(LAYOUT_KEY)? {
             Some(v) if v.as_ref() == [LAYOUT] => {}
@@ -227,17 +246,23 @@ impl Store for SledStore {
             return Ok(head.clone());
         }
         let new_head = head_after(&head, batch);
-        let mut b = sled::Batch::default();
-        for s in batch {
-            b.insert(&event_key(s.event.seq), s.record());
-            for (node, hash) in s.stored_nodes() {
-                b.insert(&node_key(*node), hash);
+        let inserted = match batch {
+            [lone] if lone.stored_nodes().next().is_none() => {
+                self.log.insert(event_key(lone.event.seq), lone.record()).map(|_| ())
             }
-        }
-        b.insert(HEAD_KEY, head_record(&new_head));
-        let written = self
-            .log
-            .apply_batch(b)
+            _ => {
+                let mut b = sled::Batch::default();
+                for s in batch {
+                    b.insert(&event_key(s.event.seq), s.record());
+                    for (node, hash) in s.stored_nodes() {
+                        b.insert(&node_key(*node), hash);
+                    }
+                }
+                b.insert(HEAD_KEY, head_record(&new_head));
+                self.log.apply_batch(b)
+            }
+        };
+        let written = inserted
             .map_err(StoreError::from)
             .and_then(|()| self.sync().inspect_err(|_| self.undo(batch, &head)));
         if let Err(e) = written {
@@ -296,7 +321,8 @@ impl Store for SledStore {
 /// The storage floor, for `sitrep-bench`: write `events` records of `payload`
 /// into a fresh sled tree configured as the store's, syncing exactly as an
 /// append does (flush, then fdatasync of sled's log file) once every
-/// `per_sync` records. Returns the time taken.
+/// `per_sync` records: one record is one `insert`, as a lone append writes
+/// it, more are one `apply_batch`. Returns the time taken.
 pub fn storage_floor(
     dir: &Path,
     payload: &[u8],
@@ -307,12 +333,17 @@ pub fn storage_floor(
     let started = std::time::Instant::now();
     let mut seq = 0u64;
     while (seq as usize) < events {
-        let mut b = sled::Batch::default();
-        for _ in 0..per_sync.min(events - seq as usize) {
+        if per_sync == 1 {
             seq += 1;
-            b.insert(&event_key(seq), payload);
+            store.log.insert(event_key(seq), payload)?;
+        } else {
+            let mut b = sled::Batch::default();
+            for _ in 0..per_sync.min(events - seq as usize) {
+                seq += 1;
+                b.insert(&event_key(seq), payload);
+            }
+            store.log.apply_batch(b)?;
         }
-        store.log.apply_batch(b)?;
         store.sync()?;
     }
     Ok(started.elapsed())
