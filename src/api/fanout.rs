@@ -43,7 +43,7 @@ const WRITES_PER_SECOND: u32 = 40_000;
 /// for their share of `WRITES_PER_SECOND`; the workers that write frames out
 /// (and answer every other request) never have more than this many
 /// subscribers to serve at once.
-const SLICE_MEMBERS: usize = 256;
+const SLICE_MEMBERS: usize = 64;
 
 /// What each `data:` line carries (`format=`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -186,22 +186,35 @@ impl Drop for Membership {
     }
 }
 
-/// Events of one round handed out together, framed lazily in each format,
-/// once for every subscriber.
-struct Chunk<'a> {
-    events: &'a [&'a StoredEvent],
-    origin: &'a str,
+/// Up to `CHUNK_EVENTS` events of one committed group, framed lazily in each
+/// format, once for every subscriber.
+struct Chunk {
+    group: Arc<Committed>,
+    range: std::ops::Range<usize>,
     /// Per format: every event's frames in one buffer, and where each begins.
     framed: [Option<(Bytes, Vec<usize>)>; 2],
 }
 
-impl<'a> Chunk<'a> {
-    fn last(&self) -> u64 {
-        self.events[self.events.len() - 1].seq
+impl Chunk {
+    /// `group` cut into chunks.
+    fn of(group: &Arc<Committed>) -> impl Iterator<Item = Chunk> + '_ {
+        (0..group.events.len()).step_by(CHUNK_EVENTS).map(|start| Chunk {
+            group: group.clone(),
+            range: start..(start + CHUNK_EVENTS).min(group.events.len()),
+            framed: [None, None],
+        })
     }
 
-    fn all(&mut self, format: Format) -> &(Bytes, Vec<usize>) {
-        let (events, origin) = (self.events, self.origin);
+    fn events(&self) -> &[StoredEvent] {
+        &self.group.events[self.range.clone()]
+    }
+
+    fn last(&self) -> u64 {
+        self.events()[self.range.len() - 1].seq
+    }
+
+    fn all(&mut self, format: Format, origin: &str) -> &(Bytes, Vec<usize>) {
+        let events = &self.group.events[self.range.clone()];
         self.framed[format as usize].get_or_insert_with(|| {
             let mut buf = BytesMut::new();
             let mut starts = Vec::with_capacity(events.len());
@@ -214,9 +227,10 @@ impl<'a> Chunk<'a> {
     }
 
     /// The frames a subscriber with `filter` takes from the events at `from..`.
-    fn frames_for(&mut self, from: usize, filter: &Filter, format: Format) -> Option<Bytes> {
-        let events = self.events;
-        let (all, starts) = self.all(format);
+    fn frames_for(&mut self, from: usize, filter: &Filter, format: Format, origin: &str) -> Option<Bytes> {
+        let group = self.group.clone();
+        let events = &group.events[self.range.clone()];
+        let (all, starts) = self.all(format, origin);
         if filter.takes_all() {
             return Some(all.slice(starts[from]..));
         }
@@ -234,17 +248,17 @@ impl<'a> Chunk<'a> {
 /// Hand `member` its frames of `chunks`; false when it must go back to the
 /// store: its buffer is full or gone, or it would miss events (the fan-out
 /// fell behind the ledger).
-fn hand(member: &mut Member, chunks: &mut [Chunk]) -> bool {
+fn hand(member: &mut Member, chunks: &mut [Chunk], origin: &str) -> bool {
     for chunk in chunks {
         let last = chunk.last();
         if member.next > last {
             continue;
         }
-        let from = chunk.events.partition_point(|e| e.seq < member.next);
-        if chunk.events[from].seq != member.next {
+        let from = chunk.events().partition_point(|e| e.seq < member.next);
+        if chunk.events()[from].seq != member.next {
             return false;
         }
-        if let Some(frames) = chunk.frames_for(from, &member.filter, member.format) {
+        if let Some(frames) = chunk.frames_for(from, &member.filter, member.format, origin) {
             if !member.outbox.try_send(frames) {
                 if !member.outbox.is_closed() {
                     crate::metrics::SSE_FELL_BEHIND.inc();
@@ -311,50 +325,47 @@ impl Fanout {
 
     fn run(&self, mut feed: broadcast::Receiver<Arc<Committed>>) {
         let mut round = 0;
+        let mut carried = Vec::new();
         loop {
-            let mut groups = match feed.blocking_recv() {
-                Ok(group) => vec![group],
-                // Members see the gap in the next round and catch up.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            // Whatever else has been committed meanwhile goes in the same
-            // round (up to a gap, which the next round begins at).
-            let mut events = groups[0].events.len();
-            while events < ROUND_EVENTS {
-                let Ok(group) = feed.try_recv() else { break };
-                events += group.events.len();
-                groups.push(group);
+            if carried.is_empty() {
+                match feed.blocking_recv() {
+                    Ok(group) => carried.extend(Chunk::of(&group)),
+                    // Members see the gap in the next round and catch up.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
             }
             round += 1;
-            self.round(round, &groups);
+            carried = self.round(round, carried, &mut feed);
         }
     }
 
-    /// Hand the events of `groups` to every live subscriber, a slice of
-    /// subscribers at a time.
-    fn round(&self, round: u64, groups: &[Arc<Committed>]) {
-        let events: Vec<&StoredEvent> = groups.iter().flat_map(|g| g.events.iter()).collect();
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return;
-        };
-        let mut chunks: Vec<Chunk> = events
-            .chunks(CHUNK_EVENTS)
-            .map(|events| Chunk {
-                events,
-                origin: &self.origin,
-                framed: [None, None],
-            })
-            .collect();
-        // From now on a subscriber that has not had these must take them from
-        // the store: it joins after them, or not at all.
-        {
-            let mut m = self.members.lock().expect("fan-out lock");
-            m.published = m.published.max(last);
-        }
+    /// Hand `chunks` to every live subscriber, a slice of subscribers at a
+    /// time. Before each slice, what has been committed meanwhile joins the
+    /// round, so a subscriber waits at most one round for an event; the
+    /// chunks that the round's earlier slices missed are returned, for the next.
+    fn round(&self, round: u64, mut chunks: Vec<Chunk>, feed: &mut broadcast::Receiver<Arc<Committed>>) -> Vec<Chunk> {
+        let mut missed_from = None;
+        let mut handed_in_round = 0;
         loop {
+            // Whatever else has been committed joins the round (up to a gap,
+            // which a later round begins at).
+            let mut events: usize = chunks.iter().map(|c| c.range.len()).sum();
+            while events < ROUND_EVENTS {
+                let Ok(group) = feed.try_recv() else { break };
+                events += group.events.len();
+                if handed_in_round > 0 && missed_from.is_none() {
+                    missed_from = Some(chunks.len());
+                }
+                chunks.extend(Chunk::of(&group));
+            }
             let slice_started = std::time::Instant::now();
             let mut m = self.members.lock().expect("fan-out lock");
+            // From now on a subscriber that has not had these must take them
+            // from the store: it joins after them, or not at all.
+            if let Some(last) = chunks.last().map(Chunk::last) {
+                m.published = m.published.max(last);
+            }
             let (mut handed, mut i, mut more) = (0, 0, false);
             while i < m.live.len() {
                 if m.live[i].round == round {
@@ -368,7 +379,7 @@ impl Fanout {
                 handed += 1;
                 let member = &mut m.live[i];
                 member.round = round;
-                if hand(member, &mut chunks) {
+                if hand(member, &mut chunks, &self.origin) {
                     i += 1;
                 } else {
                     let member = m.live.swap_remove(i);
@@ -376,12 +387,13 @@ impl Fanout {
                 }
             }
             drop(m);
+            handed_in_round += handed;
             // The slice's share of `WRITES_PER_SECOND`, the last one's too:
             // the next round waits for it, gathering what is committed meanwhile.
             let share = Duration::from_secs(1) * handed as u32 / WRITES_PER_SECOND;
             std::thread::sleep(share.saturating_sub(slice_started.elapsed()));
             if !more {
-                return;
+                return missed_from.map_or_else(Vec::new, |from| chunks.split_off(from));
             }
         }
     }
