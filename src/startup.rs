@@ -36,8 +36,13 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-principal rate limit (requests per second, and burst) when tokens are on.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 200;
-/// Default number of live-feed subscribers served at once.
-pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
+/// Default number of live-feed subscribers served at once: what
+/// `sitrep-bench --feed 10000` shows a 2-core machine serving with every
+/// event delivered and appends unslowed (README, "Performance").
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 10_000;
+/// Open files kept for everything but the live feed's subscribers (the
+/// store, requests) when judging whether the open-file limit holds the feed.
+const FILES_BESIDES_THE_FEED: u64 = 1024;
 
 /// Everything `serve` needs, passed explicitly.
 #[derive(Clone, Debug)]
@@ -133,6 +138,7 @@ impl StopHandle {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::metrics::init();
+        open_files_for(settings.max_subscribers);
         // Protected mode: refuse before touching the store.
         let auth = match &settings.tokens {
             Some(path) => {
@@ -293,6 +299,30 @@ fn reload(auth: &api::guard::Auth, path: Option<&std::path::Path>, reloaded: &wa
             tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
         }
         Err(e) => tracing::error!(error = %e, "SIGHUP: tokens file not reloaded; the previous tokens stay in force"),
+    }
+}
+
+/// Raise the open-file limit to its hard limit (each subscriber is a socket),
+/// and warn when even that cannot hold `subscribers` besides the rest.
+fn open_files_for(subscribers: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    let files = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let wanted = subscribers as u64 + FILES_BESIDES_THE_FEED;
+    if files < wanted {
+        tracing::warn!(
+            open_files = files,
+            max_subscribers = subscribers,
+            "the open-file limit cannot hold the live feed's subscribers besides other connections: \
+             raise it (ulimit -n, LimitNOFILE=) to {wanted} or lower --max-subscribers"
+        );
     }
 }
 
