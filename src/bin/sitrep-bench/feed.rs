@@ -140,24 +140,11 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
         "{PACE_PER_SECOND} appends/s, {} readers attached",
         live.tasks.len() - live.refused
     );
-    // The peak resident memory while appending, in KiB.
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = pid.map(|p| {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max((status_mib(p, "VmRSS") * 1024.0) as u64, Ordering::Relaxed);
-                tokio::time::sleep(SAMPLE).await;
-            }
-        })
-    });
+    let sampler = Peak::sample(pid);
     let with = paced(&t, secs, start).await;
     let last = with.acks.last().map_or(head, |a| a.seq);
     let drained = drain(&live, last).await;
-    let rss_during = pid.map(|_| peak.load(Ordering::Relaxed) as f64 / 1024.0);
-    if let Some(s) = sampler {
-        s.abort();
-    }
+    let rss_during = sampler.stop();
     stop.send_replace(true);
     let refused = live.refused;
     let seen = live.finish().await;
@@ -171,22 +158,10 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
         STALL_PUSH_BYTES >> 20
     );
     let held_before = subscribers(&t).await;
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = pid.map(|p| {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max((status_mib(p, "VmRSS") * 1024.0) as u64, Ordering::Relaxed);
-                tokio::time::sleep(SAMPLE).await;
-            }
-        })
-    });
+    let sampler = Peak::sample(pid);
     push(&t).await?;
     tokio::time::sleep(STALL_WAIT).await;
-    let stall_peak = pid.map(|_| peak.load(Ordering::Relaxed) as f64 / 1024.0);
-    if let Some(s) = sampler {
-        s.abort();
-    }
+    let stall_peak = sampler.stop();
     let stall = Stall {
         held: [held_before, subscribers(&t).await],
         open: still_open(stalled).await,
@@ -214,6 +189,36 @@ pub async fn run(opts: &Options, readers: usize) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// The server's peak resident memory, sampled every `SAMPLE` while it runs.
+struct Peak {
+    kib: Arc<AtomicU64>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Peak {
+    /// Start sampling process `pid` (none without one: a `--server` run).
+    fn sample(pid: Option<u32>) -> Peak {
+        let kib = Arc::new(AtomicU64::new(0));
+        let task = pid.map(|p| {
+            let kib = kib.clone();
+            tokio::spawn(async move {
+                loop {
+                    kib.fetch_max((status_mib(p, "VmRSS") * 1024.0) as u64, Ordering::Relaxed);
+                    tokio::time::sleep(SAMPLE).await;
+                }
+            })
+        });
+        Peak { kib, task }
+    }
+
+    /// Stop; the peak in MiB.
+    fn stop(self) -> Option<f64> {
+        let task = self.task?;
+        task.abort();
+        Some(self.kib.load(Ordering::Relaxed) as f64 / 1024.0)
+    }
 }
 
 /// Raise this process's open-file limit to its hard limit (the server it
