@@ -365,17 +365,6 @@ async fn a_full_feed_leaves_connections_for_appends() {
     drop(open);
 }
 
-/// `sitrep_sse_fell_behind_total` from `/metrics`.
-async fn fell_behind(app: &TestApp) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("sitrep_sse_fell_behind_total "))
-        .expect("the metric is served")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// A feed read over a bare connection with a small receive buffer, so that
 /// the server sees it full soon after it stops reading.
 struct RawFeed {
@@ -384,11 +373,11 @@ struct RawFeed {
 }
 
 impl RawFeed {
-    async fn open(app: &TestApp, query: &str) -> RawFeed {
+    async fn open(address: &str, query: &str) -> RawFeed {
         use tokio::io::AsyncWriteExt;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
-        let addr = app.address.trim_start_matches("http://").parse().unwrap();
+        let addr = address.trim_start_matches("http://").parse().unwrap();
         let mut stream = socket.connect(addr).await.unwrap();
         let head = format!("GET /v1/events/stream{query} HTTP/1.1\r\nhost: localhost\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
@@ -427,16 +416,35 @@ impl RawFeed {
 
 #[tokio::test]
 async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing() {
-    let app = spawn_app().await;
-    seed_basics(&app).await;
+    // A server process of its own: the count of subscribers that fell behind
+    // is the process's, and the in-process test servers share one.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = crate::process::ServerProcess::start(&tmp.path().join("data"), &[]);
+    let post_json = |body: Value| {
+        let url = server.url("/v1/events");
+        async move {
+            let res = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let fell_behind = || server.metric("sitrep_sse_fell_behind_total");
+    let (status, body) = post_json(json!([
+        actor("saa"),
+        actor("hts"),
+        location("aleppo", None),
+        location("aleppo-north", Some("aleppo")),
+        location("aleppo-south", Some("aleppo")),
+    ]))
+    .await;
+    assert_eq!(status, 201, "{body}");
     // Three live subscribers: every event, one location's, and CloudEvents.
-    let mut all = RawFeed::open(&app, "").await;
-    let mut north = RawFeed::open(&app, "?location=aleppo-north").await;
-    let mut cloud = RawFeed::open(&app, "?format=cloudevents").await;
+    let mut all = RawFeed::open(&server.address, "").await;
+    let mut north = RawFeed::open(&server.address, "?location=aleppo-north").await;
+    let mut cloud = RawFeed::open(&server.address, "?format=cloudevents").await;
     assert_eq!(all.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
     assert_eq!(north.ids_until(4).await, vec![4]);
     assert_eq!(cloud.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
-    assert_eq!(fell_behind(&app).await, 0);
+    assert_eq!(fell_behind().await, 0.0);
     // Unread, far more than a subscriber's buffer and its socket hold, in
     // batches (groups of many events), alternating locations.
     // (The server's send buffer grows up to 4 MiB by default.)
@@ -453,29 +461,23 @@ async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing
                 )
             })
             .collect();
-        let (status, body) = app.post_json(&Value::Array(batch)).await;
+        let (status, body) = post_json(Value::Array(batch)).await;
         assert_eq!(status, 201, "{body}");
     }
     // The fan-out hands a group out just after its append is answered.
-    let mut behind = 0;
-    for _ in 0..100 {
-        behind = fell_behind(&app).await;
-        if behind > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(behind >= 1, "no subscriber fell behind");
+    let behind = server
+        .metric_until("sitrep_sse_fell_behind_total", Duration::from_secs(5), |v| v > 0.0)
+        .await;
+    assert!(behind >= 1.0, "no subscriber fell behind");
     // Each gets every event it takes once, in order, through the store, and
     // is live again after it.
-    let (status, _) = app
-        .post_json(&dev(
-            "report",
-            "aleppo-north",
-            "2024-12-01T00:00:00Z",
-            json!({"summary": "after"}),
-        ))
-        .await;
+    let (status, _) = post_json(dev(
+        "report",
+        "aleppo-north",
+        "2024-12-01T00:00:00Z",
+        json!({"summary": "after"}),
+    ))
+    .await;
     assert_eq!(status, 201);
     assert_eq!(all.ids_until(3006).await, (1..=3006).collect::<Vec<u64>>());
     let mut north_ids = vec![4];
