@@ -322,17 +322,19 @@ impl Store for SledStore {
 /// into a fresh sled tree configured as the store's, syncing exactly as an
 /// append does (flush, then fdatasync of sled's log file) once every
 /// `per_sync` records: one record is one `insert`, as a lone append writes
-/// it, more are one `apply_batch`. Returns the time taken.
+/// it, more are one `apply_batch`. Returns the time each sync's records took,
+/// write and sync together, in order.
 pub fn storage_floor(
     dir: &Path,
     payload: &[u8],
     events: usize,
     per_sync: usize,
-) -> Result<std::time::Duration, StoreError> {
+) -> Result<Vec<std::time::Duration>, StoreError> {
     let store = SledStore::open(dir)?;
-    let started = std::time::Instant::now();
+    let mut took = Vec::with_capacity(events / per_sync.max(1) + 1);
     let mut seq = 0u64;
     while (seq as usize) < events {
+        let started = std::time::Instant::now();
         if per_sync == 1 {
             seq += 1;
             store.log.insert(event_key(seq), payload)?;
@@ -345,8 +347,9 @@ pub fn storage_floor(
             store.log.apply_batch(b)?;
         }
         store.sync()?;
+        took.push(started.elapsed());
     }
-    Ok(started.elapsed())
+    Ok(took)
 }
 
 /// `create_dir_all`, then fsync the parent of `dir` and of every directory

@@ -38,6 +38,17 @@ pub fn ceiling() -> Workload {
     )
 }
 
+/// One request at a time on one connection: the HTTP exchange a lone append
+/// adds to the ledger floor (see [`crate::floor`]).
+pub async fn round_trip(t: &mut Target) -> Row {
+    t.measure(Workload::new(
+        "HTTP round trip: GET /healthz, 1 conn",
+        1,
+        Arc::new(|_, _| get("/healthz".into())),
+    ))
+    .await
+}
+
 fn appends(conns: usize) -> Workload {
     Workload::new(
         &format!("durable appends: POST /v1/events, {conns} conns"),

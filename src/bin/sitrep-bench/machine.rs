@@ -28,6 +28,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     http::warm_up(&mut t).await;
     let after_ceiling = cpu();
     let ceiling_cpu = (after_ceiling.0 - cpu_before.0, after_ceiling.1 - cpu_before.1);
+    let round_trip = http::round_trip(&mut t).await;
     let appends_1 = http::durable_appends(&mut t, 1).await;
     let appends_16 = http::durable_appends(&mut t, 16).await;
     let compared = http::compared(&mut t).await;
@@ -50,6 +51,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let live_ratio = live.rate / compared.appends_64.rate;
     let mut rows: Vec<Row> = vec![
         compared.ceiling,
+        round_trip,
         appends_1,
         appends_16,
         compared.appends_64,
