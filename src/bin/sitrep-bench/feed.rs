@@ -260,24 +260,28 @@ struct Paced {
     errors: u64,
 }
 
-/// Append `PACE_PER_SECOND` events a second for `secs`, each on its schedule
-/// however long the ones before took (over `PACE_CONNS` connections).
 /// The reporter's appends at `PACE_PER_SECOND` for `secs`, on a thread and
-/// runtime of their own: their timings must not wait behind the readers'
-/// tasks on this process's runtime.
+/// runtime of their own at the normal priority: their timings must not wait
+/// behind the readers' tasks on this process's runtime, nor take its lowered
+/// priority (a thread of the runtime's blocking pool would).
 async fn paced(t: &Target, secs: f64, start: Instant) -> Paced {
     let (url, token) = (t.url.clone(), t.token.clone());
-    tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the reporter")
-            .block_on(reporter(&url, token, secs, start))
-    })
-    .await
-    .expect("the reporter's thread")
+    let (done, paced) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-reporter".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the reporter");
+            let _ = done.send(runtime.block_on(reporter(&url, token, secs, start)));
+        })
+        .expect("the reporter's thread");
+    paced.await.expect("the reporter's thread")
 }
 
+/// Append `PACE_PER_SECOND` events a second for `secs`, each on its schedule
+/// however long the ones before took (over `PACE_CONNS` connections).
 async fn reporter(url: &str, token: Option<String>, secs: f64, start: Instant) -> Paced {
     let authority = authority(url);
     let auth = token.as_ref().map(|t| format!("Bearer {t}"));

@@ -89,7 +89,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(url) = &opts.store {
         return postgres::run(&opts, url);
     }
-    runtime()?.block_on(async {
+    runtime(opts.feed_readers.is_some())?.block_on(async {
         if let Some(readers) = opts.feed_readers {
             feed::run(&opts, readers).await
         } else if opts.checkpoints {
@@ -100,10 +100,22 @@ fn run(opts: Options) -> anyhow::Result<()> {
     })
 }
 
-/// The load generator's runtime.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
+/// The load generator's runtime. With `yield_cpu` (`--feed`), its threads run
+/// at the lowest priority (nice 19): the feed's thousands of readers stand for
+/// viewers on other machines, and on a machine shared with the server they
+/// take only the CPU the server and the reporter (a thread of its own, at the
+/// normal priority) leave.
+fn runtime(yield_cpu: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    if yield_cpu {
+        // On Linux, a priority set for "this process" (no pid) is the
+        // calling thread's alone.
+        builder.on_thread_start(|| {
+            if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                eprintln!("could not lower the readers' priority: {e}");
+            }
+        });
+    }
+    Ok(builder.build()?)
 }

@@ -122,7 +122,7 @@ pub fn run(opts: &crate::Options, admin: &str) -> anyhow::Result<()> {
     } else {
         None
     };
-    crate::runtime()?.block_on(measure(opts, &db, scale.as_ref()))
+    crate::runtime(false)?.block_on(measure(opts, &db, scale.as_ref()))
 }
 
 async fn measure(opts: &crate::Options, db: &BenchDb, scale: Option<&BenchDb>) -> anyhow::Result<()> {
