@@ -25,6 +25,7 @@ use crate::domain::StoredEvent;
 
 pub mod postgres;
 pub mod sled;
+mod wal;
 
 #[cfg(test)]
 mod conformance;
