@@ -210,18 +210,21 @@ pub fn dev(ty: &str, location: &str, occurred_at: &str, data: Value) -> Value {
     json!({"type": ty, "location": location, "occurred_at": occurred_at, "source": source(), "data": data})
 }
 
-/// Register actors saa and hts and the locations aleppo (with districts north
-/// and south) in one batch.
+/// Actors saa and hts and the locations aleppo (with districts north and
+/// south), as one batch.
+pub fn basics() -> Value {
+    json!([
+        actor("saa"),
+        actor("hts"),
+        location("aleppo", None),
+        location("aleppo-north", Some("aleppo")),
+        location("aleppo-south", Some("aleppo")),
+    ])
+}
+
+/// Register [`basics`].
 pub async fn seed_basics(app: &TestApp) {
-    let (status, body) = app
-        .post_json(&json!([
-            actor("saa"),
-            actor("hts"),
-            location("aleppo", None),
-            location("aleppo-north", Some("aleppo")),
-            location("aleppo-south", Some("aleppo")),
-        ]))
-        .await;
+    let (status, body) = app.post_json(&basics()).await;
     assert_eq!(status, 201, "{body}");
 }
 

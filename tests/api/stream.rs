@@ -428,14 +428,7 @@ async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing
         }
     };
     let fell_behind = || server.metric("sitrep_sse_fell_behind_total");
-    let (status, body) = post_json(json!([
-        actor("saa"),
-        actor("hts"),
-        location("aleppo", None),
-        location("aleppo-north", Some("aleppo")),
-        location("aleppo-south", Some("aleppo")),
-    ]))
-    .await;
+    let (status, body) = post_json(basics()).await;
     assert_eq!(status, 201, "{body}");
     // Three live subscribers: every event, one location's, and CloudEvents.
     let mut all = RawFeed::open(&server.address, "").await;
