@@ -114,7 +114,10 @@ impl SledStore {
             .flush_every_ms(None)
             .open()?;
         let log = db.open_tree("log")?;
-        // The groups acknowledged since sled was last made durable, in order.
+        // The groups written to the write-ahead file since it last started
+        // over, in order: every one acknowledged since sled was last made
+        // durable, and perhaps some that sled holds already (the same values
+        // again) or one whose append failed.
         let (mut wal, acknowledged) = Wal::open(dir)?;
         for group in &acknowledged {
             let mut b = sled::Batch::default();
@@ -282,6 +285,19 @@ impl SledStore {
         Ok(())
     }
 
+    /// After a failed append was taken back: a record of it may reach the
+    /// disk all the same (a failed `fdatasync` leaves its pages' fate unknown)
+    /// and would be applied again when the store opens. Best effort to make
+    /// sled durable without it and start the write-ahead file over; if that
+    /// fails too, the store is latched and the group may still appear after a
+    /// restart, unacknowledged.
+    fn forget_records(&self) {
+        let mut wal = self.wal.lock().expect("wal lock");
+        if let Err(e) = self.sync().and_then(|()| wal.restart().map_err(StoreError::Io)) {
+            tracing::error!(error = %e, "could not start the write-ahead file over after a failed append");
+        }
+    }
+
     /// Best effort to take back a batch whose flush failed, so the in-memory tree
     /// matches what was acknowledged. If even this fails, later appends will be
     /// refused by the invariant check against the head.
@@ -344,7 +360,10 @@ impl Store for SledStore {
         } else {
             self.write_large(batch, &new_head)
         };
-        let written = written.inspect_err(|_| self.undo(batch, &head));
+        let written = written.inspect_err(|_| {
+            self.undo(batch, &head);
+            self.forget_records();
+        });
         if let Err(e) = written {
             // sled refuses every write after an I/O error: stop appending until
             // a restart reopens the store, rather than fail one group at a time.
@@ -393,19 +412,20 @@ impl Store for SledStore {
     }
 
     fn overwrite_record(&self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
-        // Durable in sled, and the write-ahead file started over, so that
-        // opening the store does not write the record back.
+        // Everything durable in sled and the write-ahead file started over
+        // first, so that opening the store cannot write the record back.
         let mut wal = self.wal.lock().expect("wal lock");
-        self.log.insert(event_key(seq), record)?;
         self.sync()?;
         wal.restart()?;
-        Ok(())
+        self.log.insert(event_key(seq), record)?;
+        self.sync()
     }
 }
 
-/// The storage floor, for `sitrep-bench`: write `events` records of `payload`
-/// into a fresh sled tree configured as the store's, syncing exactly as an
-/// append does (flush, then fdatasync of sled's log file) once every
+/// sled's storage floor, for `sitrep-bench`: write `events` records of
+/// `payload` into a fresh sled tree configured as the store's, syncing as an
+/// append of a large group does (flush, then fdatasync of sled's log file; a
+/// small group's goes to the write-ahead file instead) once every
 /// `per_sync` records: one record is one `insert`, as a lone append writes
 /// it, more are one `apply_batch`. Returns the time each sync's records took,
 /// write and sync together, in order.

@@ -4,7 +4,8 @@
 //! sled 0.34's `flush` writes its log buffer and waits for that write
 //! (`sync_file_range`), and the `fdatasync` that must follow it (the write
 //! carries no cache flush) also writes the file's inode, because sled's file
-//! grows: three device requests in series for every lone append. The store
+//! grows: two round trips in series, three device requests, for every lone
+//! append. The store
 //! instead writes each group's keys and values to this file, made once at its
 //! full size of zeros and synced, so that an `fdatasync` after a write into it
 //! carries the data and the cache flush alone, as a database's WAL segment
@@ -72,7 +73,15 @@ impl Wal {
             // its header was torn while it started over, when everything in
             // it was durable in sled: made again, so that no record of an
             // earlier epoch can match the next one's.
-            _ => (make(dir, &path)?, 0, Vec::new()),
+            (found, _) => {
+                if let Some((len, _)) = found {
+                    tracing::warn!(
+                        bytes = len,
+                        "the write-ahead file is not whole or its header is torn; it is made again"
+                    );
+                }
+                (make(dir, &path)?, 0, Vec::new())
+            }
         };
         Ok((
             Wal {
@@ -185,7 +194,7 @@ fn parse(mut body: &[u8]) -> Option<Vec<Write1>> {
         let key = body.get(2..2 + klen)?.to_vec();
         body = &body[2 + klen..];
         let vlen = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
-        let value = body.get(4..4 + vlen)?.to_vec();
+        let value = body.get(4..4usize.checked_add(vlen)?)?.to_vec();
         body = &body[4 + vlen..];
         writes.push((key, value));
     }

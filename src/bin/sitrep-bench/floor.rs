@@ -1,7 +1,8 @@
 //! The floors: what this disk does for one synced write, raw; sled's own
-//! insert, flush and fdatasync in this process, what no durable append
-//! through the server can beat; and a lone append through the ledger in this
-//! process, everything an append over HTTP does but the HTTP exchange.
+//! insert, flush and fdatasync in this process, the floor of an append made
+//! durable by sled's flush (a large group's; a small group's goes to the
+//! store's write-ahead file instead); and a lone append through the ledger in
+//! this process, everything an append over HTTP does but the HTTP exchange.
 
 use std::fs::File;
 use std::io::Write;
