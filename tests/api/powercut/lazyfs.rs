@@ -651,6 +651,13 @@ impl Disk {
         &self.mountpoint
     }
 
+    /// From now on, the power goes out at the `after`th changing operation
+    /// (none with `None`), instead of at the mount's `cut_at`.
+    pub fn arm(&self, after: Option<u64>) {
+        let mut state = self.state.lock().expect("the file system's lock");
+        state.cut_at = after.map(|n| state.ops + n);
+    }
+
     /// The power went out at `cut_at`.
     pub fn power_out(&self) -> bool {
         self.state.lock().expect("the file system's lock").out
