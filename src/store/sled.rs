@@ -24,9 +24,10 @@
 //! the file over.
 //!
 //! A lone event that completes no stored Merkle node is one key, and is written
-//! with a plain `insert` instead: sled 0.34's `apply_batch` first writes its batch
-//! manifest in a log buffer of its own, with its own `sync_file_range` (one more
-//! device round trip than the event's). `h` then lags; the head is the last
+//! with a plain `insert` instead: sled 0.34's `apply_batch` first seals its batch
+//! manifest in a log buffer of its own, which sled writes apart (with its flush,
+//! one more device round trip than the event's; without, one more write on
+//! sled's I/O threads). `h` then lags; the head is the last
 //! event, whose record holds its seq and hash. sled recovers its log as a prefix,
 //! so events after `h` are always a run without gaps.
 //!
