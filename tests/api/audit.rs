@@ -149,17 +149,17 @@ async fn concurrent_verifies_run_one_verification_and_a_repeat_at_the_same_head_
     assert_eq!(server.json("/v1/audit/verify").await, answers[0]);
     assert_eq!(server.metric("sitrep_audit_verify_started_total").await, 1.0);
     // A new head is verified again.
-    let (_, receipt) = post(
-        &client,
-        &server,
-        &dev(
-            "report",
-            "aleppo",
-            "2024-12-02T00:00:00Z",
-            json!({"summary": "one more"}),
-        ),
-    )
-    .await;
+    let (_, receipt) = server
+        .post_json(
+            &client,
+            &dev(
+                "report",
+                "aleppo",
+                "2024-12-02T00:00:00Z",
+                json!({"summary": "one more"}),
+            ),
+        )
+        .await;
     let again = server.json("/v1/audit/verify").await;
     assert_eq!(again["checked"], receipt["seq"], "{again}");
     assert_eq!(server.metric("sitrep_audit_verify_started_total").await, 2.0);
@@ -194,13 +194,4 @@ async fn a_verify_its_caller_abandons_stops() {
     assert_eq!(report["checked"], LARGE_LOG_EVENTS, "{report}");
     assert_eq!(server.metric(started).await, 2.0);
     assert_eq!(server.metric(cancelled).await, 1.0);
-}
-
-async fn post(
-    client: &reqwest::Client,
-    server: &crate::process::ServerProcess,
-    event: &serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let res = client.post(server.url("/v1/events")).json(event).send().await.unwrap();
-    (res.status().as_u16(), res.json().await.unwrap())
 }

@@ -60,12 +60,6 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn post(c: &reqwest::Client, server: &ServerProcess, body: &Value) -> (u16, Value) {
-    let res = c.post(server.url("/v1/events")).json(body).send().await.unwrap();
-    let s = res.status().as_u16();
-    (s, res.json().await.unwrap())
-}
-
 async fn head(server: &ServerProcess) -> u64 {
     server.json("/v1/audit/head").await["seq"].as_u64().unwrap()
 }
@@ -93,7 +87,7 @@ async fn recovered(data: &Path, acked: &[(String, u64)], expected_head: u64) {
     }
     let v = server.json("/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(post(&c, &server, &big(0)).await.0, 201);
+    assert_eq!(server.post_json(&c, &big(0)).await.0, 201);
 }
 
 #[tokio::test]
@@ -105,7 +99,7 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_after_restart() {
     let mut acked = Vec::new();
     let mut refused = 0;
     for i in 0..2000 {
-        let (s, body) = post(&c, &server, &big(i)).await;
+        let (s, body) = server.post_json(&c, &big(i)).await;
         match s {
             201 => acked.push((body["id"].as_str().unwrap().to_owned(), body["seq"].as_u64().unwrap())),
             503 => {

@@ -80,6 +80,19 @@ impl ServerProcess {
         reqwest::get(self.url(path)).await.unwrap().json().await.unwrap()
     }
 
+    /// POST `body` to `/v1/events` with `client`: the status and the answer
+    /// (null when it is not JSON).
+    pub async fn post_json(&self, client: &reqwest::Client, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let res = client
+            .post(self.url("/v1/events"))
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])

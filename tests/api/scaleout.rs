@@ -17,17 +17,6 @@ fn server_on(url: &str) -> (ServerProcess, tempfile::TempDir) {
     (server, dir)
 }
 
-async fn post(client: &reqwest::Client, server: &ServerProcess, body: &Value) -> (u16, Value) {
-    let res = client
-        .post(server.url("/v1/events"))
-        .json(body)
-        .send()
-        .await
-        .expect("the server answers");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 /// Post every body at once, the `i`th through `servers[i % servers.len()]`;
 /// the answers in the bodies' order.
 async fn post_at_once(client: &reqwest::Client, servers: &[&ServerProcess], bodies: Vec<Value>) -> Vec<(u16, Value)> {
@@ -128,7 +117,9 @@ async fn one_writer_wins_an_expected_version_across_servers_and_a_retry_through_
     let (a, _da) = server_on(db.url());
     let (b, _db) = server_on(db.url());
     let client = reqwest::Client::new();
-    let (status, body) = post(&client, &a, &json!([actor("hts"), location("aleppo", None)])).await;
+    let (status, body) = a
+        .post_json(&client, &json!([actor("hts"), location("aleppo", None)]))
+        .await;
     assert_eq!(status, 201, "{body}");
 
     // Server b has never seen aleppo at version 1 through its own appends.
@@ -153,14 +144,14 @@ async fn one_writer_wins_an_expected_version_across_servers_and_a_retry_through_
     let id = uuid::Uuid::new_v4();
     let mut e = dev("report", "aleppo", "2024-11-30T01:00:00Z", json!({"summary": "once"}));
     e["id"] = json!(id);
-    let (status, first) = post(&client, &a, &e).await;
+    let (status, first) = a.post_json(&client, &e).await;
     assert_eq!(status, 201, "{first}");
-    let (status, again) = post(&client, &b, &e).await;
+    let (status, again) = b.post_json(&client, &e).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(first, again);
     // The same id with other content through b is a conflict, as on one server.
     e["data"]["summary"] = json!("twice");
-    let (status, body) = post(&client, &b, &e).await;
+    let (status, body) = b.post_json(&client, &e).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "id_conflict");
 }
@@ -204,7 +195,7 @@ async fn an_append_through_one_server_reaches_the_other_servers_feed_once_and_it
 
     let mut posted = Vec::new();
     for i in 0..5 {
-        let (status, receipt) = post(&client, &a, &actor(&format!("group-{i}"))).await;
+        let (status, receipt) = a.post_json(&client, &actor(&format!("group-{i}"))).await;
         assert_eq!(status, 201, "{receipt}");
         // Read your own write through the other server.
         let seq = receipt["seq"].as_u64().unwrap();
@@ -221,7 +212,7 @@ async fn an_append_through_one_server_reaches_the_other_servers_feed_once_and_it
     let ids = feed_ids(&mut feed, &mut buf, 5).await;
     assert_eq!(ids, posted, "b's feed carries a's appends once each, in order");
     // Nothing more arrives: one more append shows what comes next.
-    let (_, last) = post(&client, &a, &actor("group-last")).await;
+    let (_, last) = a.post_json(&client, &actor("group-last")).await;
     let ids = feed_ids(&mut feed, &mut buf, 1).await;
     assert_eq!(ids, vec![last["id"].as_str().unwrap().to_owned()]);
 
@@ -366,7 +357,7 @@ async fn postgresql_stopped_under_load_is_503_then_both_servers_recover_by_thems
     cluster.stop();
 
     // Down: appends are 503 and neither server is ready.
-    let (status, body) = post(&client, &a, &actor("while-down")).await;
+    let (status, body) = a.post_json(&client, &actor("while-down")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "unavailable");
     for s in [&a, &b] {
@@ -391,7 +382,7 @@ async fn postgresql_stopped_under_load_is_503_then_both_servers_recover_by_thems
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (acked, refused) = running.await.unwrap();
     assert!(refused > 0, "the load saw the database down");
-    let (status, body) = post(&client, &b, &actor("after")).await;
+    let (status, body) = b.post_json(&client, &actor("after")).await;
     assert_eq!(status, 201, "{body}");
     let mut all = acked;
     all.push((

@@ -420,15 +420,9 @@ async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing
     // is the process's, and the in-process test servers share one.
     let tmp = tempfile::tempdir().unwrap();
     let server = crate::process::ServerProcess::start(&tmp.path().join("data"), &[]);
-    let post_json = |body: Value| {
-        let url = server.url("/v1/events");
-        async move {
-            let res = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
-        }
-    };
-    let fell_behind = || server.metric("sitrep_sse_fell_behind_total");
-    let (status, body) = post_json(basics()).await;
+    let client = reqwest::Client::new();
+    const FELL_BEHIND: &str = "sitrep_sse_fell_behind_total";
+    let (status, body) = server.post_json(&client, &basics()).await;
     assert_eq!(status, 201, "{body}");
     // Three live subscribers: every event, one location's, and CloudEvents.
     let mut all = RawFeed::open(&server.address, "").await;
@@ -437,7 +431,7 @@ async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing
     assert_eq!(all.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
     assert_eq!(north.ids_until(4).await, vec![4]);
     assert_eq!(cloud.ids_until(5).await, (1..=5).collect::<Vec<u64>>());
-    assert_eq!(fell_behind().await, 0.0);
+    assert_eq!(server.metric(FELL_BEHIND).await, 0.0);
     // Unread, far more than a subscriber's buffer and its socket hold, in
     // batches (groups of many events), alternating locations.
     // (The server's send buffer grows up to 4 MiB by default.)
@@ -454,23 +448,27 @@ async fn live_subscribers_that_fall_behind_go_back_to_the_store_and_miss_nothing
                 )
             })
             .collect();
-        let (status, body) = post_json(Value::Array(batch)).await;
+        let (status, body) = server.post_json(&client, &Value::Array(batch)).await;
         assert_eq!(status, 201, "{body}");
     }
     // The fan-out hands a group out just after its append is answered.
     let behind = server
-        .metric_until("sitrep_sse_fell_behind_total", Duration::from_secs(5), |v| v > 0.0)
+        .metric_until(FELL_BEHIND, Duration::from_secs(5), |v| v > 0.0)
         .await;
     assert!(behind >= 1.0, "no subscriber fell behind");
     // Each gets every event it takes once, in order, through the store, and
     // is live again after it.
-    let (status, _) = post_json(dev(
-        "report",
-        "aleppo-north",
-        "2024-12-01T00:00:00Z",
-        json!({"summary": "after"}),
-    ))
-    .await;
+    let (status, _) = server
+        .post_json(
+            &client,
+            &dev(
+                "report",
+                "aleppo-north",
+                "2024-12-01T00:00:00Z",
+                json!({"summary": "after"}),
+            ),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(all.ids_until(3006).await, (1..=3006).collect::<Vec<u64>>());
     let mut north_ids = vec![4];
