@@ -39,7 +39,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::wal::Wal;
+use super::wal::{Entry, Wal};
 use super::{
     corrupt, head_after, Head, RawRecords, Record, RecordBytes, Staged, Store, StoreError, LAYOUT, STORED_NODE_LEVEL,
 };
@@ -121,11 +121,7 @@ impl SledStore {
         // again) or one whose append failed.
         let (mut wal, acknowledged) = Wal::open(dir)?;
         for group in &acknowledged {
-            let mut b = sled::Batch::default();
-            for (k, v) in group {
-                b.insert(k.as_slice(), v.as_slice());
-            }
-            log.apply_batch(b)?;
+            insert(&log, group)?;
         }
         if !acknowledged.is_empty() {
             tracing::info!(groups = acknowledged.len(), "applied the write-ahead file to the log");
@@ -227,60 +223,19 @@ impl SledStore {
         Ok(())
     }
 
-    /// A small group: its keys into sled (one `insert` for a lone event that
-    /// completes no stored node), then the same keys and values as one record
-    /// of the write-ahead file; if the file has no room, sled's flush and fsync
-    /// instead, and the file starts over.
-    fn write_small(&self, batch: &[Staged], new_head: &Head) -> Result<(), StoreError> {
-        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for s in batch {
-            writes.push((event_key(s.event.seq).to_vec(), s.record()));
-            for (node, hash) in s.stored_nodes() {
-                writes.push((node_key(*node).to_vec(), hash.to_vec()));
-            }
-        }
-        if writes.len() > 1 {
-            writes.push((HEAD_KEY.to_vec(), head_record(new_head)));
-        }
-        match &writes[..] {
-            [(key, value)] => {
-                self.log.insert(key, value.as_slice())?;
-            }
-            _ => {
-                let mut b = sled::Batch::default();
-                for (k, v) in &writes {
-                    b.insert(k.as_slice(), v.as_slice());
-                }
-                self.log.apply_batch(b)?;
-            }
-        }
-        let record: Vec<(&[u8], &[u8])> = writes.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+    /// Make a group of `events` events that sled holds durable: a small one
+    /// as one record of the write-ahead file, a large one (or one the file has
+    /// no room for) by sled's flush and fsync. That makes everything sled
+    /// holds durable, so the file starts over then if it is full or half so.
+    fn make_durable(&self, entries: &[Entry], events: usize) -> Result<(), StoreError> {
         let mut wal = self.wal.lock().expect("wal lock");
-        if wal.append(&record)? {
+        let small = events <= WAL_GROUP_EVENTS;
+        if small && wal.append(entries)? {
             self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Ok(());
         }
         self.sync()?;
-        wal.restart()?;
-        Ok(())
-    }
-
-    /// A large group: one `apply_batch`, then sled's flush and fsync. That
-    /// makes everything sled holds durable, so the write-ahead file starts
-    /// over if it is half full.
-    fn write_large(&self, batch: &[Staged], new_head: &Head) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for s in batch {
-            b.insert(&event_key(s.event.seq), s.record());
-            for (node, hash) in s.stored_nodes() {
-                b.insert(&node_key(*node), hash);
-            }
-        }
-        b.insert(HEAD_KEY, head_record(new_head));
-        self.log.apply_batch(b)?;
-        let mut wal = self.wal.lock().expect("wal lock");
-        self.sync()?;
-        if wal.is_half_full() {
+        if small || wal.is_half_full() {
             wal.restart()?;
         }
         Ok(())
@@ -356,11 +311,10 @@ impl Store for SledStore {
             return Ok(head.clone());
         }
         let new_head = head_after(&head, batch);
-        let written = if batch.len() <= WAL_GROUP_EVENTS {
-            self.write_small(batch, &new_head)
-        } else {
-            self.write_large(batch, &new_head)
-        };
+        let entries = entries(batch, &new_head);
+        let written = insert(&self.log, &entries)
+            .map_err(StoreError::from)
+            .and_then(|()| self.make_durable(&entries, batch.len()));
         let written = written.inspect_err(|_| {
             self.undo(batch, &head);
             self.forget_records();
@@ -441,17 +395,11 @@ pub fn storage_floor(
     let mut seq = 0u64;
     while (seq as usize) < events {
         let started = std::time::Instant::now();
-        if per_sync == 1 {
-            seq += 1;
-            store.log.insert(event_key(seq), payload)?;
-        } else {
-            let mut b = sled::Batch::default();
-            for _ in 0..per_sync.min(events - seq as usize) {
-                seq += 1;
-                b.insert(&event_key(seq), payload);
-            }
-            store.log.apply_batch(b)?;
-        }
+        let group: Vec<Entry> = (seq + 1..=seq + per_sync.min(events - seq as usize) as u64)
+            .map(|k| (event_key(k).to_vec(), payload.to_vec()))
+            .collect();
+        seq += group.len() as u64;
+        insert(&store.log, &group)?;
         store.sync()?;
         took.push(started.elapsed());
     }
@@ -475,6 +423,38 @@ fn create_dir_all_durably(dir: &Path) -> std::io::Result<()> {
         File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A group's keys and values: each event's record and the stored Merkle
+/// nodes it completes, then the head, unless the group is a lone key (a lone
+/// event's record is the head; see the module's notes).
+fn entries(batch: &[Staged], new_head: &Head) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for s in batch {
+        entries.push((event_key(s.event.seq).to_vec(), s.record()));
+        for (node, hash) in s.stored_nodes() {
+            entries.push((node_key(*node).to_vec(), hash.to_vec()));
+        }
+    }
+    if entries.len() > 1 {
+        entries.push((HEAD_KEY.to_vec(), head_record(new_head)));
+    }
+    entries
+}
+
+/// Write a group's entries into sled at once: a lone key with `insert`,
+/// more with one `apply_batch`, atomic across crashes.
+fn insert(log: &sled::Tree, entries: &[Entry]) -> sled::Result<()> {
+    match entries {
+        [(key, value)] => log.insert(key, value.as_slice()).map(|_| ()),
+        _ => {
+            let mut b = sled::Batch::default();
+            for (k, v) in entries {
+                b.insert(k.as_slice(), v.as_slice());
+            }
+            log.apply_batch(b)
+        }
+    }
 }
 
 fn head_record(head: &Head) -> Vec<u8> {

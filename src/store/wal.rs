@@ -5,9 +5,8 @@
 //! (`sync_file_range`), and the `fdatasync` that must follow it (the write
 //! carries no cache flush) also writes the file's inode, because sled's file
 //! grows: two round trips in series, three device requests, for every lone
-//! append. The store
-//! instead writes each group's keys and values to this file, made once at its
-//! full size of zeros and synced, so that an `fdatasync` after a write into it
+//! append. The store instead writes each group's keys and values to this
+//! file, made once at its full size of zeros and synced, so that an `fdatasync` after a write into it
 //! carries the data and the cache flush alone, as a database's WAL segment
 //! does. sled gets the same keys without a flush; when the file is full, sled
 //! is flushed and synced (a checkpoint) and the file starts over under a new
@@ -37,7 +36,7 @@ const MAGIC: &[u8; 8] = b"sitrwal1";
 const RECORD_HEAD: usize = 16;
 
 /// One write of a group: a key and its value.
-pub type Write1 = (Vec<u8>, Vec<u8>);
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 pub struct Wal {
     file: File,
@@ -52,7 +51,7 @@ impl Wal {
     /// each a group's writes. The caller applies them, makes them durable in
     /// sled, and then must call [`Wal::restart`] before appending: records of
     /// this epoch after the last valid one could otherwise count again.
-    pub fn open(dir: &Path) -> io::Result<(Wal, Vec<Vec<Write1>>)> {
+    pub fn open(dir: &Path) -> io::Result<(Wal, Vec<Vec<Entry>>)> {
         let path = dir.join(WAL_FILE);
         let found = match File::open(&path) {
             Ok(f) => Some((f.metadata()?.len(), f)),
@@ -96,7 +95,7 @@ impl Wal {
     /// Append one group's writes and `fdatasync` them. `Ok(false)` when they
     /// do not fit in what is left of the file: nothing was written, and the
     /// caller must make the group durable in sled and then [`Wal::restart`].
-    pub fn append(&mut self, writes: &[(&[u8], &[u8])]) -> io::Result<bool> {
+    pub fn append(&mut self, writes: &[Entry]) -> io::Result<bool> {
         let body_len: usize = writes.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
         let total = (RECORD_HEAD + body_len) as u64;
         if self.at + total > WAL_BYTES {
@@ -159,7 +158,7 @@ fn read_header(f: &File) -> io::Result<Option<u64>> {
 }
 
 /// The records of `epoch`, up to the first that is not whole.
-fn read_records(f: &File, len: u64, epoch: u64) -> io::Result<Vec<Vec<Write1>>> {
+fn read_records(f: &File, len: u64, epoch: u64) -> io::Result<Vec<Vec<Entry>>> {
     let mut records = Vec::new();
     let mut at = HEADER_BYTES;
     let mut head = [0u8; RECORD_HEAD];
@@ -187,7 +186,7 @@ fn read_records(f: &File, len: u64, epoch: u64) -> io::Result<Vec<Vec<Write1>>> 
     Ok(records)
 }
 
-fn parse(mut body: &[u8]) -> Option<Vec<Write1>> {
+fn parse(mut body: &[u8]) -> Option<Vec<Entry>> {
     let mut writes = Vec::new();
     while !body.is_empty() {
         let klen = u16::from_le_bytes(body.get(..2)?.try_into().ok()?) as usize;
@@ -201,8 +200,10 @@ fn parse(mut body: &[u8]) -> Option<Vec<Write1>> {
     Some(writes)
 }
 
-/// Make the file: zeros at its full size, under a temporary name, synced,
-/// then renamed into place and the name synced in `dir`.
+/// Make the file: zeros at its full size (written, not `set_len`: a hole's
+/// first write would allocate it, metadata the record's sync must carry),
+/// under a temporary name, synced, then renamed into place and the name
+/// synced in `dir`.
 fn make(dir: &Path, path: &Path) -> io::Result<File> {
     let tmp = dir.join(format!("{WAL_FILE}.new"));
     {
@@ -223,15 +224,19 @@ fn make(dir: &Path, path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
 
+    fn group(writes: &[(&[u8], &[u8])]) -> Vec<Entry> {
+        writes.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
     #[test]
     fn records_of_the_current_epoch_come_back_in_order_and_a_torn_one_ends_them() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, found) = Wal::open(dir.path()).unwrap();
         assert!(found.is_empty());
-        assert!(wal.append(&[(b"e1", b"one"), (b"h", b"head")]).unwrap());
-        assert!(wal.append(&[(b"e2", b"two")]).unwrap());
+        assert!(wal.append(&group(&[(b"e1", b"one"), (b"h", b"head")])).unwrap());
+        assert!(wal.append(&group(&[(b"e2", b"two")])).unwrap());
         let third = wal.at;
-        assert!(wal.append(&[(b"e3", b"three")]).unwrap());
+        assert!(wal.append(&group(&[(b"e3", b"three")])).unwrap());
         drop(wal);
         let (_, found) = Wal::open(dir.path()).unwrap();
         let keys: Vec<Vec<&[u8]>> = found
@@ -249,7 +254,7 @@ mod tests {
         // After a restart the old records no longer count, even where the new
         // epoch has not written over them.
         wal.restart().unwrap();
-        assert!(wal.append(&[(b"e4", b"four")]).unwrap());
+        assert!(wal.append(&group(&[(b"e4", b"four")])).unwrap());
         drop(wal);
         let (_, found) = Wal::open(dir.path()).unwrap();
         assert_eq!(found.len(), 1);
@@ -261,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
         let big = vec![b'x'; WAL_BYTES as usize];
-        assert!(!wal.append(&[(b"e1", &big)]).unwrap());
+        assert!(!wal.append(&group(&[(b"e1", &big)])).unwrap());
         drop(wal);
         assert!(Wal::open(dir.path()).unwrap().1.is_empty());
     }
